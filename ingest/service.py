@@ -1,0 +1,172 @@
+"""The ingest loop: take messages by count and age, validate, store in one commit, then ack.
+
+A bad payload becomes a dead letter with its reason in the same commit as the good payloads
+around it, so it never stalls good traffic and is never lost. If the database fails, nothing is
+acknowledged: the loop reconnects with a capped, jittered backoff and stores the same messages
+again (duplicates are absorbed by the primary key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from ingest.mqtt import Message, Subscriber
+from ingest.store import Accepted, Rejected, StatusUpdate, Store, WriteResult
+from wire.broker import BrokerSettings
+from wire.payload import PayloadError, parse_status, parse_telemetry
+from wire.topics import DEFAULT_ROOT, Stream, Topic, TopicError, subscription
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    database_url: str
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    topic_root: str = DEFAULT_ROOT
+    client_id: str = "zayton-ingest"
+    share_group: str | None = None
+    batch_max_messages: int = 500
+    batch_max_age_s: float = 0.2
+    max_pending: int = 2000
+    max_future_s: float = 300.0
+    """Readings stamped further in the future are refused (a gateway clock gone wrong)."""
+    max_past_days: float = 400.0
+    """Readings older than this are refused (a year of backfill fits)."""
+
+
+@dataclass(slots=True)
+class Counters:
+    messages: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+
+
+def classify(
+    message: Message, settings: IngestSettings, now: datetime
+) -> Accepted | StatusUpdate | Rejected:
+    """Decide what a message is; every way it can be bad ends in a :class:`Rejected` reason."""
+    try:
+        topic = Topic.parse(message.topic, root=settings.topic_root)
+        if topic.stream is Stream.STATUS:
+            return StatusUpdate(topic, parse_status(message.payload, topic))
+        batch = parse_telemetry(message.payload, topic)
+    except (TopicError, PayloadError) as err:
+        return Rejected(message.topic, message.payload, str(err))
+    newest = now + timedelta(seconds=settings.max_future_s)
+    oldest = now - timedelta(days=settings.max_past_days)
+    for index, reading in enumerate(batch.readings):
+        if not oldest <= reading.ts <= newest:
+            return Rejected(
+                message.topic,
+                message.payload,
+                f"readings.{index}.ts {reading.ts.isoformat()} is outside the accepted window "
+                f"({settings.max_past_days:g} days back, {settings.max_future_s:g} s ahead)",
+            )
+    return Accepted(topic, batch)
+
+
+async def next_batch(subscriber: Subscriber, max_messages: int, max_age_s: float) -> list[Message]:
+    """Wait for one message, then gather more until the count or the age limit."""
+    batch = [await subscriber.get()]
+    deadline = asyncio.get_running_loop().time() + max_age_s
+    while len(batch) < max_messages:
+        message = subscriber.get_nowait()
+        if message is None:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await subscriber.get()
+            except TimeoutError:
+                break
+        batch.append(message)
+    return batch
+
+
+async def store_with_retry(
+    settings: IngestSettings, store: Store | None, messages: list[Message], stop: asyncio.Event
+) -> tuple[Store | None, WriteResult | None]:
+    """Write one batch, reconnecting until the database takes it or ``stop`` is set.
+
+    Returns no result when stopped first: the batch was not stored and must not be acknowledged.
+    """
+    now = datetime.now(UTC)
+    accepted: list[Accepted] = []
+    statuses: list[StatusUpdate] = []
+    rejected: list[Rejected] = []
+    for message in messages:
+        item = classify(message, settings, now)
+        if isinstance(item, Accepted):
+            accepted.append(item)
+        elif isinstance(item, StatusUpdate):
+            statuses.append(item)
+        else:
+            log.warning("dead letter from %s: %s", item.topic, item.reason)
+            rejected.append(item)
+    delay = 0.5
+    while True:
+        try:
+            if store is None:
+                store = await Store.connect(settings.database_url)
+            return store, await store.write(accepted, statuses, rejected)
+        except psycopg.OperationalError as err:
+            log.error("database unavailable (%s); retrying in %.1f s", err, delay)  # noqa: TRY400
+            if store is not None:
+                await store.close()
+                store = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):  # noqa: S311
+                    await stop.wait()
+            if stop.is_set():
+                return store, None
+            delay = min(delay * 2, 30.0)
+
+
+async def run_ingester(
+    settings: IngestSettings, stop: asyncio.Event, counters: Counters | None = None
+) -> None:
+    """Ingest until ``stop`` is set; what was taken but not committed is left unacknowledged."""
+    counters = counters or Counters()
+    store: Store | None = await Store.connect(settings.database_url)
+    filters = [
+        subscription(stream, root=settings.topic_root, share_group=settings.share_group)
+        for stream in (Stream.TELEMETRY, Stream.STATUS)
+    ]
+    subscriber = Subscriber(
+        BrokerSettings.from_url(settings.mqtt_url),
+        client_id=settings.client_id,
+        filters=filters,
+        max_pending=settings.max_pending,
+    )
+    try:
+        async with subscriber:
+            log.info("ingesting %s into the database", filters)
+            while not stop.is_set():
+                waiter = asyncio.create_task(
+                    next_batch(subscriber, settings.batch_max_messages, settings.batch_max_age_s)
+                )
+                stopper = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if waiter not in done:
+                    waiter.cancel()
+                    break
+                messages = waiter.result()
+                store, result = await store_with_retry(settings, store, messages, stop)
+                if result is None:
+                    break
+                subscriber.ack(messages)
+                counters.messages += len(messages)
+                counters.inserted += result.inserted
+                counters.duplicates += result.duplicates
+                counters.dead_letters += result.dead_letters
+    finally:
+        if store is not None:
+            await store.close()

@@ -1,0 +1,240 @@
+"""The ``zayton`` command: one entry point, a subcommand per service and tool."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from api.app import ApiSettings
+from dashboards import LIVE
+from gateway.config import load_config
+from gateway.service import run_gateway
+from ingest.migrate import Storage, migrate
+from ingest.service import IngestSettings, run_ingester
+from profiles.files import ConfigError
+from simulators.run import MeterSimulator
+from zayton.demo import DemoOptions, run_demo
+from zayton.services import bind, report_user_errors, run_until_signalled, serve_api
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+log = logging.getLogger("zayton")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def _database_arg(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=_env("ZAYTON_DATABASE_URL"),
+        required=required and not _env("ZAYTON_DATABASE_URL"),
+        help="PostgreSQL DSN, e.g. postgresql://user@host:5432/zayton (env ZAYTON_DATABASE_URL)",
+    )
+
+
+def _mqtt_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MQTT_URL) -> None:
+    parser.add_argument(
+        "--mqtt-url",
+        default=_env("ZAYTON_MQTT_URL", default),
+        help="broker URL, mqtt://[user:pass@]host[:port] or mqtts://… (env ZAYTON_MQTT_URL)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zayton",
+        description="Industrial-IoT ingestion and energy monitoring for factories and parks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run simulated meters, gateway, broker, ingester, database and API together",
+        description="Bring the whole chain up on this machine. Without --database-url or "
+        "--mqtt-url it starts its own PostgreSQL and MQTT broker in --data-dir, reused by the "
+        "next run. Ctrl-C stops everything.",
+    )
+    demo.add_argument("--data-dir", type=Path, default=Path(".zayton/demo"))
+    demo.add_argument("--database-url", default=_env("ZAYTON_DATABASE_URL"))
+    _mqtt_arg(demo, default=None)
+    demo.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    demo.add_argument("--meters", type=int, default=3, help="simulated meters (default 3)")
+    demo.add_argument("--interval", type=float, default=2.0, help="poll interval, seconds")
+    demo.add_argument("--modbus-port", type=int, default=0, help="simulator port (0 = any)")
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="serve simulated three-phase meters over Modbus TCP",
+        description="Serve --meters three-phase meters as unit ids 1..N on one Modbus TCP port. "
+        "Voltages, currents and power follow a two-shift factory day; the import-energy counter "
+        "is the exact integral of the power shown.",
+    )
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=5020)
+    simulate.add_argument("--meters", type=int, default=1)
+    simulate.add_argument("--seed", type=int, default=1, help="same seed, same meters")
+    simulate.add_argument("--tick", type=float, default=1.0, help="physics update, seconds")
+
+    gateway = commands.add_parser("gateway", help="the edge gateway").add_subparsers(
+        dest="gateway_command", required=True, metavar="ACTION"
+    )
+    gateway_run = gateway.add_parser(
+        "run",
+        help="poll the devices of a config file and publish to MQTT",
+        description="Poll every device of CONFIG on its interval and publish batches of "
+        "readings at QoS 1. Validate the file first with 'zayton check-config'.",
+    )
+    gateway_run.add_argument("config", type=Path, metavar="CONFIG")
+
+    ingest = commands.add_parser("ingest", help="the MQTT to PostgreSQL ingester").add_subparsers(
+        dest="ingest_command", required=True, metavar="ACTION"
+    )
+    ingest_run = ingest.add_parser(
+        "run",
+        help="subscribe to telemetry and write it to PostgreSQL",
+        description="Subscribe to every gateway's telemetry and status, store readings with "
+        "binary COPY, record bad payloads as dead letters, acknowledge after commit.",
+    )
+    _database_arg(ingest_run)
+    _mqtt_arg(ingest_run)
+    ingest_run.add_argument("--topic-root", default="zayton")
+    ingest_run.add_argument("--client-id", default="zayton-ingest")
+    ingest_run.add_argument(
+        "--share-group", help="join a shared subscription group to split load between ingesters"
+    )
+
+    api = commands.add_parser(
+        "api",
+        help="serve the HTTP API",
+        description="Serve the HTTP API (OpenAPI docs at /docs) and the live dashboard at /.",
+    )
+    _database_arg(api)
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+
+    db = commands.add_parser("db", help="database administration").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db_migrate = db.add_parser(
+        "migrate",
+        help="create or upgrade the schema (idempotent)",
+        description="Apply pending migrations. A new database gets TimescaleDB storage when the "
+        "extension is available, native partitioning otherwise.",
+    )
+    _database_arg(db_migrate)
+    db_migrate.add_argument("--storage", choices=["plain", "timescale"], help="force a path")
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate gateway config files",
+        description="Load each FILE exactly as 'zayton gateway run' would, profiles and read "
+        "plans included, and report every problem with its file and key.",
+    )
+    check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    return parser
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            config = load_config(path)
+        except ConfigError as err:
+            sys.stderr.write(f"{err}\n")
+            failed += 1
+            continue
+        requests = sum(len(d.requests) for d in config.devices)
+        sys.stdout.write(
+            f"{path}: ok, {len(config.devices)} device(s), {requests} read request(s) per cycle\n"
+        )
+    return 1 if failed else 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    storage = Storage(args.storage) if args.storage else None
+    result = migrate(args.database_url, storage=storage)
+    sys.stdout.write(
+        f"migration {result.current} ({result.storage} storage), "
+        f"{len(result.applied)} applied now\n"
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    async def simulate(stop: asyncio.Event) -> None:
+        async with MeterSimulator(
+            count=args.meters, host=args.host, port=args.port, seed=args.seed, tick_s=args.tick
+        ):
+            await stop.wait()
+
+    return run_until_signalled(simulate)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    return run_until_signalled(lambda stop: run_gateway(config, stop))
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    settings = IngestSettings(
+        database_url=args.database_url,
+        mqtt_url=args.mqtt_url,
+        topic_root=args.topic_root,
+        client_id=args.client_id,
+        share_group=args.share_group,
+    )
+    return run_until_signalled(lambda stop: run_ingester(settings, stop))
+
+
+def _api(args: argparse.Namespace) -> int:
+    settings = ApiSettings(database_url=args.database_url, dashboard_dir=LIVE)
+    sock = bind(args.host, args.port)
+    return run_until_signalled(lambda stop: serve_api(settings, sock, stop))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    options = DemoOptions(
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        mqtt_url=args.mqtt_url,
+        host=args.host,
+        port=args.port,
+        meters=args.meters,
+        interval_s=args.interval,
+        modbus_port=args.modbus_port,
+    )
+    return run_until_signalled(lambda stop: run_demo(options, stop))
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check-config": _check_config,
+    "db": _db,
+    "simulate": _simulate,
+    "gateway": _gateway,
+    "ingest": _ingest,
+    "api": _api,
+    "demo": _demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # its errors are reported by ours
+    return report_user_errors(lambda: HANDLERS[args.command](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
