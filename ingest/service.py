@@ -130,9 +130,15 @@ async def store_with_retry(
 
 
 async def run_ingester(
-    settings: IngestSettings, stop: asyncio.Event, counters: Counters | None = None
+    settings: IngestSettings,
+    stop: asyncio.Event,
+    counters: Counters | None = None,
+    ready: asyncio.Event | None = None,
 ) -> None:
-    """Ingest until ``stop`` is set; what was taken but not committed is left unacknowledged."""
+    """Ingest until ``stop`` is set; what was taken but not committed is left unacknowledged.
+
+    ``ready`` is set once the broker has confirmed the subscriptions.
+    """
     counters = counters or Counters()
     store: Store | None = await Store.connect(settings.database_url)
     filters = [
@@ -148,6 +154,9 @@ async def run_ingester(
     try:
         async with subscriber:
             log.info("ingesting %s into the database", filters)
+            if ready is not None:
+                watcher = asyncio.create_task(subscriber.subscribed.wait())
+                watcher.add_done_callback(lambda _: ready.set())
             while not stop.is_set():
                 waiter = asyncio.create_task(
                     next_batch(subscriber, settings.batch_max_messages, settings.batch_max_age_s)

@@ -8,10 +8,9 @@ Written from the specifications, not from another implementation:
 - MODBUS Messaging on TCP/IP Implementation Guide V1.0b: the MBAP header (transaction id,
   protocol id 0, length, unit id), framing over a TCP stream and the unit id of a gateway.
 
-One listener serves many unit ids, like a serial-to-Ethernet converter: each unit id maps to a
-:class:`ModbusDevice`. Devices are async so that a simulator can inject faults: sleep (a slow
-device), raise :class:`ModbusError` (an exception response) or :class:`Silence` (no reply at
-all). Each connection is served sequentially in request order; connections are independent.
+One listener serves many unit ids, like a serial-to-Ethernet converter. Devices are async so a
+simulator can inject faults: sleep (slow), raise ModbusError or Silence (no reply at all). Each
+connection is served in request order; connections are independent.
 """
 
 from __future__ import annotations
@@ -55,6 +54,9 @@ class Silence(Exception):
 
 
 class ModbusDevice(Protocol):
+    """``handle`` starts right in the socket callback, without a task until it first suspends:
+    no ``asyncio.timeout()`` or TaskGroup before its first real ``await``."""
+
     async def handle(
         self, function: int, address: int, count: int, values: Sequence[int] | None
     ) -> Sequence[int] | None:
@@ -80,10 +82,6 @@ _BIG_ENDIAN_HOST = sys.byteorder == "big"
 _MAX_QUEUED = 32  # frames waiting on one connection before we stop reading from it
 
 
-def _bad_value() -> ModbusError:
-    return ModbusError(ExceptionCode.ILLEGAL_DATA_VALUE)
-
-
 def _checked(address: int, count: int, values: Sequence[int] | None) -> Request:
     if address + count > 0x10000:
         raise ModbusError(ExceptionCode.ILLEGAL_DATA_ADDRESS)
@@ -92,32 +90,32 @@ def _checked(address: int, count: int, values: Sequence[int] | None) -> Request:
 
 def _parse_read(frame: bytes) -> Request:
     if len(frame) != 12:
-        raise _bad_value()
+        raise ModbusError(ExceptionCode.ILLEGAL_DATA_VALUE)
     address, count = _PAIR.unpack_from(frame, 8)
     if not 1 <= count <= (2000 if frame[7] <= 2 else 125):  # bits or registers
-        raise _bad_value()
+        raise ModbusError(ExceptionCode.ILLEGAL_DATA_VALUE)
     return _checked(address, count, None)
 
 
 def _parse_write_single(frame: bytes) -> Request:
     if len(frame) != 12:
-        raise _bad_value()
+        raise ModbusError(ExceptionCode.ILLEGAL_DATA_VALUE)
     address, value = _PAIR.unpack_from(frame, 8)
     if frame[7] == 5:  # a coil is written as 0xFF00 (on) or 0x0000 (off), nothing else
         if value not in (0xFF00, 0x0000):
-            raise _bad_value()
+            raise ModbusError(ExceptionCode.ILLEGAL_DATA_VALUE)
         value = 1 if value else 0
     return address, 1, (value,)
 
 
 def _parse_write_multiple(frame: bytes) -> Request:
     if len(frame) < 13:
-        raise _bad_value()
+        raise ModbusError(ExceptionCode.ILLEGAL_DATA_VALUE)
     address, count, size = _MULTI.unpack_from(frame, 8)
     coils = frame[7] == 15
     limit, expected_size = (1968, (count + 7) // 8) if coils else (123, 2 * count)
     if not 1 <= count <= limit or size != expected_size or len(frame) != 13 + size:
-        raise _bad_value()
+        raise ModbusError(ExceptionCode.ILLEGAL_DATA_VALUE)
     if coils:
         bits = [(frame[13 + (i >> 3)] >> (i & 7)) & 1 for i in range(count)]
         return _checked(address, count, bits)
@@ -210,7 +208,7 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._buffer = bytearray()
         self._queue: deque[bytes] = deque()
-        self.transport: asyncio.Transport  # set by connection_made, before anything else
+        self.transport: asyncio.Transport  # set by connection_made, before any other call
         self._paused = False
         self.worker: asyncio.Task[None] | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -237,7 +235,7 @@ class _Connection(asyncio.Protocol):
             _, protocol, length = _PREFIX.unpack_from(buffer, start)
             if protocol != 0 or not 2 <= length <= 254:
                 logger.warning("bad MBAP header (protocol %d, length %d)", protocol, length)
-                transport.close()  # stops reading; replies already queued are still sent
+                transport.close()  # stops reading, flushes replies already written
                 return
             end = start + 6 + length
             if end > size:
@@ -320,8 +318,7 @@ class ModbusTcpServer:
     @property
     def port(self) -> int:
         if self._server is None:
-            msg = "the server is not started"
-            raise RuntimeError(msg)
+            raise RuntimeError(f"the Modbus server on {self.host} is not started")
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:

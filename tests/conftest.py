@@ -20,6 +20,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from ingest.migrate import migrate
 from zayton.localservers import HOST, LocalBroker, LocalPostgres, tcp_answers
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -108,3 +109,11 @@ def mqtt_url() -> Iterator[str]:
 def topic_prefix() -> str:
     """A unique MQTT topic root for one test, e.g. ``zt-0123456789ab``."""
     return f"zt-{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def migrated_database(pg_database: DatabaseFactory, request: pytest.FixtureRequest) -> str:
+    """A new database of its own for one test, with the Zayton schema migrated into it."""
+    dsn = pg_database(request.node.name)
+    migrate(dsn)
+    return dsn

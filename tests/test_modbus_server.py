@@ -287,14 +287,21 @@ def test_pipelined_and_split_requests_are_answered_in_order() -> None:
     async def scenario() -> None:
         slow = SlowDevice(delay=0.05)
         slow.set_registers(Table.HOLDING, 0, [0xAAAA])
+        yielding = SlowDevice(delay=0)  # asyncio.sleep(0): yields to the loop once
+        yielding.set_registers(Table.HOLDING, 0, [0xCCCC])
         fast = RegisterMemory(holding=10)
         fast.set_registers(Table.HOLDING, 0, [0xBBBB])
+        devices: dict[int, ModbusDevice] = {1: slow, 2: fast, 3: SilentDevice(), 4: yielding}
         read_one = bytes([0x03, 0x00, 0x00, 0x00, 0x01])
-        async with ModbusTcpServer({1: slow, 2: fast}) as server, raw(server) as (reader, writer):
-            writer.write(frame(7, 1, read_one) + frame(8, 2, read_one) + frame(9, 9, read_one))
-            assert await reply(reader) == (7, 1, bytes([0x03, 2, 0xAA, 0xAA]))
-            assert await reply(reader) == (8, 2, bytes([0x03, 2, 0xBB, 0xBB]))
-            assert await reply(reader) == (9, 9, bytes([0x83, 0x0B]))
+        async with ModbusTcpServer(devices) as server, raw(server) as (reader, writer):
+            units = [2, 1, 3, 2, 4, 9, 2]  # fast, slow, silent, fast, yielding, unknown, fast
+            writer.write(b"".join(frame(100 + i, unit, read_one) for i, unit in enumerate(units)))
+            assert await reply(reader) == (100, 2, bytes([0x03, 2, 0xBB, 0xBB]))
+            assert await reply(reader) == (101, 1, bytes([0x03, 2, 0xAA, 0xAA]))
+            assert await reply(reader) == (103, 2, bytes([0x03, 2, 0xBB, 0xBB]))
+            assert await reply(reader) == (104, 4, bytes([0x03, 2, 0xCC, 0xCC]))
+            assert await reply(reader) == (105, 9, bytes([0x83, 0x0B]))
+            assert await reply(reader) == (106, 2, bytes([0x03, 2, 0xBB, 0xBB]))
 
             request = frame(10, 2, read_one) + frame(11, 2, bytes([0x06, 0x00, 0x01, 0x12, 0x34]))
             for i in range(len(request)):  # one byte per segment

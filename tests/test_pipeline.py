@@ -1,0 +1,221 @@
+"""The whole chain on real sockets: simulator → gateway → MQTT → ingester → PostgreSQL → API."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import paho.mqtt.client as paho
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from api.app import ApiSettings
+from gateway.config import load_config
+from gateway.service import run_gateway
+from ingest.service import Counters, IngestSettings, run_ingester
+from simulators.run import MeterSimulator
+from wire.broker import BrokerSettings
+from wire.payload import Quality, encode_telemetry, format_ts
+from wire.topics import Stream, Topic
+from zayton.services import bind, serve_api
+
+T = TypeVar("T")
+
+FLOAT_POINTS = [
+    "voltage_l1_v",
+    "voltage_l2_v",
+    "voltage_l3_v",
+    "current_l1_a",
+    "current_l2_a",
+    "current_l3_a",
+    "active_power_kw",
+]
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], seconds: float = 20.0) -> T:
+    """Poll ``check`` until it returns something, within a deadline."""
+    async with asyncio.timeout(seconds):
+        while True:
+            result = await check()
+            if result is not None:
+                return result
+            await asyncio.sleep(0.1)
+
+
+async def run_services(
+    stop: asyncio.Event, *services: Coroutine[Any, Any, None]
+) -> list[asyncio.Task[None]]:
+    return [asyncio.create_task(service) for service in services]
+
+
+def gateway_file(tmp_path: Path, root: str, mqtt_url: str, port: int, meters: int) -> Path:
+    devices = "".join(
+        f'[[devices]]\nname = "meter-{u}"\nprofile = "zayton-3ph-meter"\nhost = "127.0.0.1"\n'
+        f"port = {port}\nunit_id = {u}\ninterval_s = 0.2\n"
+        for u in range(1, meters + 1)
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'[gateway]\nid = "{root}"\nsite = "site-{root}"\nuplink = "5g"\n\n'
+        f'[mqtt]\nurl = "{mqtt_url}"\ntopic_root = "{root}"\nbatch_max_age_s = 0.1\n\n{devices}'
+    )
+    return path
+
+
+@pytest.mark.e2e
+def test_the_api_returns_exactly_what_the_simulator_served(
+    migrated_database: str, mqtt_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    meters = 2
+
+    async def scenario() -> tuple[MeterSimulator, list[dict[str, Any]]]:
+        # tick_s=0 holds every register still, so the values served are known exactly.
+        async with MeterSimulator(count=meters, tick_s=0, seed=7) as simulator:
+            config = load_config(
+                gateway_file(tmp_path, topic_prefix, mqtt_url, simulator.port, meters)
+            )
+            stop = asyncio.Event()
+            sock = bind("127.0.0.1", 0)
+            port = sock.getsockname()[1]
+            ingest = IngestSettings(
+                database_url=migrated_database,
+                mqtt_url=mqtt_url,
+                topic_root=topic_prefix,
+                client_id=f"{topic_prefix}-ingest",
+            )
+            tasks = [
+                asyncio.create_task(run_ingester(ingest, stop)),
+                asyncio.create_task(run_gateway(config, stop)),
+                asyncio.create_task(serve_api(ApiSettings(migrated_database), sock, stop)),
+            ]
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+                    async def all_points() -> list[dict[str, Any]] | None:
+                        try:
+                            response = await client.get("/v1/readings/latest")
+                        except httpx.TransportError:
+                            return None
+                        rows: list[dict[str, Any]] = response.json()
+                        return rows if len(rows) == meters * 8 else None
+
+                    rows = await eventually(all_points)
+                    health = (await client.get("/health")).json()
+                    assert health["database"] == "ok"
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+            return simulator, rows
+
+    simulator, rows = asyncio.run(scenario())
+    served = {(r["device"], r["point"]): r for r in rows}
+    for unit, meter in enumerate(simulator.meters, start=1):
+        device = meter.device
+        for name in FLOAT_POINTS:
+            # float32 big-endian across two registers, decoded here independently of Zayton.
+            (expected,) = struct.unpack(">f", struct.pack(">HH", *device.raw(name)))
+            row = served[(f"meter-{unit}", name)]
+            assert row["value"] == expected, name
+            assert row["quality"] == "good"
+        hi, lo = device.raw("energy_import_kwh")
+        counter = hi << 16 | lo
+        assert counter > 0
+        assert served[(f"meter-{unit}", "energy_import_kwh")]["value"] == counter * 0.01
+        assert served[(f"meter-{unit}", "energy_import_kwh")]["unit"] == "kWh"
+        assert served[(f"meter-{unit}", "energy_import_kwh")]["kind"] == "counter"
+    assert {r["gateway"] for r in rows} == {topic_prefix}
+    with psycopg.connect(migrated_database) as conn:
+        gateway = conn.execute("SELECT uplink, state, last_seq FROM zayton.gateways").fetchall()
+    assert gateway[0][0] == "5g"
+    assert gateway[0][2] is not None
+    assert int(str(gateway[0][2])) >= 1
+
+
+def publish_all(mqtt_url: str, messages: list[tuple[str, bytes]]) -> None:
+    """Publish at QoS 1 with a plain paho client and wait for every acknowledgement."""
+    settings = BrokerSettings.from_url(mqtt_url)
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.connect(settings.host, settings.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.integration
+def test_bad_payloads_become_dead_letters_and_good_ones_still_land(
+    migrated_database: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    topic = str(Topic("site-1", "gw-1", Stream.TELEMETRY, root=topic_prefix))
+    now = datetime.now(UTC)
+
+    def good(seq: int, value: float) -> bytes:
+        stamp = format_ts(now - timedelta(seconds=seq))
+        reading = ("m1", "active_power_kw", stamp, value, Quality.GOOD)
+        return encode_telemetry("gw-1", seq, now, [reading])
+
+    bad = [
+        (topic, b"{this is not json"),
+        (topic, good(2, 1.0).replace(b'"schema_version":1', b'"schema_version":9')),
+        (topic, good(3, 1.0).replace(b"1.0", b'"1.0"')),
+        (topic.replace("gw-1/", "gw-2/"), good(4, 1.0)),
+        (topic.replace("/telemetry", "/status"), b'{"schema_version":1,"gateway":"gw-1"}'),
+    ]
+    messages = [(topic, good(1, 11.0)), *bad, (topic, good(6, 66.0))]
+    far_future = ("m1", "active_power_kw", "2099-01-01T00:00:00Z", 0.5, Quality.GOOD)
+    messages.insert(3, (topic, encode_telemetry("gw-1", 7, now, [far_future])))
+
+    async def scenario() -> Counters:
+        stop, ready, counters = asyncio.Event(), asyncio.Event(), Counters()
+        settings = IngestSettings(
+            database_url=migrated_database,
+            mqtt_url=mqtt_url,
+            topic_root=topic_prefix,
+            client_id=f"{topic_prefix}-ingest",
+        )
+        task = asyncio.create_task(run_ingester(settings, stop, counters, ready))
+        await eventually(lambda: _set(ready))
+        await asyncio.to_thread(publish_all, mqtt_url, messages)
+
+        async def settled() -> Counters | None:
+            return counters if counters.messages >= len(messages) else None
+
+        await eventually(settled)
+        stop.set()
+        await task
+        return counters
+
+    counters = asyncio.run(scenario())
+    assert (counters.inserted, counters.dead_letters) == (2, len(bad) + 1)
+    with psycopg.connect(migrated_database) as conn:
+        values = conn.execute("SELECT value FROM zayton.readings ORDER BY value").fetchall()
+        letters = conn.execute(
+            "SELECT topic, reason FROM zayton.dead_letters ORDER BY id"
+        ).fetchall()
+    assert values == [(11.0,), (66.0,)]
+    reasons = [str(reason) for _, reason in letters]
+    for expected in [
+        "Invalid JSON",
+        "outside the accepted window",
+        "unsupported schema version 9",
+        "readings.0.value",
+        "differs from topic 'gw-2'",
+        "state: Field required",
+    ]:
+        assert any(expected in reason for reason in reasons), (expected, reasons)
+    assert any(str(t).endswith("/status") for t, _ in letters)
+
+
+async def _set(event: asyncio.Event) -> bool | None:
+    return True if event.is_set() else None

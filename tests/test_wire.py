@@ -1,0 +1,191 @@
+"""The wire contract: topics, strict payload validation, broker URLs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from wire.broker import BrokerSettings
+from wire.payload import (
+    MAX_PAYLOAD_BYTES,
+    PayloadError,
+    Quality,
+    Status,
+    Uplink,
+    encode_status,
+    encode_telemetry,
+    format_ts,
+    parse_status,
+    parse_telemetry,
+)
+from wire.topics import Stream, Topic, TopicError, subscription
+
+pytestmark = pytest.mark.unit
+
+TS = "2026-11-22T03:00:00Z"
+
+
+def batch(**changes: object) -> bytes:
+    reading: dict[str, object] = {
+        "device": "meter-1",
+        "point": "active_power_kw",
+        "ts": TS,
+        "value": 12.5,
+        "quality": "good",
+    }
+    body: dict[str, object] = {
+        "schema_version": 1,
+        "gateway": "gw-01",
+        "seq": 7,
+        "sent_at": TS,
+        "readings": [reading],
+    }
+    for key, value in changes.items():
+        if key.startswith("r_"):
+            reading[key[2:]] = value
+        else:
+            body[key] = value
+    return json.dumps(body).encode()
+
+
+def test_topic_round_trip() -> None:
+    topic = Topic("site-a", "gw-01", Stream.TELEMETRY, root="zt-abc")
+    assert str(topic) == "zt-abc/v1/site-a/gw-01/telemetry"
+    assert Topic.parse(str(topic), root="zt-abc") == topic
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("zayton/v1/site/gw/telemetry/extra", "is not zayton/v1/"),
+        ("zayton/v2/site/gw/telemetry", "is not under"),
+        ("zayton/v1/site/gw/commands", "unknown stream"),
+        ("zayton/v1/si+te/gw/telemetry", "not a valid identifier"),
+    ],
+)
+def test_bad_topics_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(TopicError, match=problem):
+        Topic.parse(text)
+
+
+def test_subscriptions() -> None:
+    assert subscription(Stream.STATUS) == "zayton/v1/+/+/status"
+    shared = subscription(Stream.TELEMETRY, root="r", share_group="ingest")
+    assert shared == "$share/ingest/r/v1/+/+/telemetry"
+
+
+def test_a_valid_batch_parses_with_its_values() -> None:
+    parsed = parse_telemetry(batch())
+    reading = parsed.readings[0]
+    assert (parsed.gateway, parsed.seq) == ("gw-01", 7)
+    assert (reading.device, reading.point, reading.value) == ("meter-1", "active_power_kw", 12.5)
+    assert reading.ts == datetime(2026, 11, 22, 3, tzinfo=UTC)
+    assert reading.quality is Quality.GOOD
+
+
+def test_timestamps_with_an_offset_name_the_same_instant() -> None:
+    parsed = parse_telemetry(batch(r_ts="2026-11-22T11:00:00+08:00"))
+    assert parsed.readings[0].ts == datetime(2026, 11, 22, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "Invalid JSON"),
+        (batch(schema_version=2), "unsupported schema version 2"),
+        (batch(seq=0), "seq"),
+        (batch(seq="7"), "seq"),
+        (batch(r_value="12.5"), "readings.0.value"),
+        (batch(r_value=True), "readings.0.value"),
+        (batch(r_value=None), "good quality needs a value"),
+        (batch(r_quality="fine"), "readings.0.quality"),
+        (batch(r_ts="2026-11-22T03:00:00"), "timezone"),
+        (batch(r_point="Active Power"), "readings.0.point"),
+        (batch(r_device="meter/1"), "readings.0.device"),
+        (batch(readings=[]), "at least 1"),
+        (batch(extra="field"), "extra"),
+        (batch(gateway="gw+1"), "gateway"),
+        (b"x" * (MAX_PAYLOAD_BYTES + 1), "exceeds"),
+    ],
+)
+def test_bad_payloads_are_rejected_with_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_telemetry(payload)
+    assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_values_are_rejected(token: str) -> None:
+    payload = batch().replace(b"12.5", token.encode())
+    with pytest.raises(PayloadError, match="finite"):
+        parse_telemetry(payload)
+
+
+def test_a_bad_quality_reading_may_carry_no_value() -> None:
+    parsed = parse_telemetry(batch(r_value=None, r_quality="bad"))
+    assert parsed.readings[0].value is None
+
+
+def test_payload_gateway_must_match_its_topic() -> None:
+    with pytest.raises(PayloadError, match="differs from topic"):
+        parse_telemetry(batch(), Topic("site", "gw-02", Stream.TELEMETRY))
+
+
+def test_the_fast_encoder_writes_what_the_parser_reads() -> None:
+    sent = datetime(2026, 11, 22, 3, 0, 5, tzinfo=UTC)
+    stamp = format_ts(datetime(2026, 11, 22, 11, tzinfo=timezone(timedelta(hours=8))))
+    assert stamp == "2026-11-22T03:00:00Z"
+    payload = encode_telemetry(
+        "gw-01",
+        3,
+        sent,
+        [("m1", "voltage_l1_v", stamp, 231.5, Quality.GOOD), ("m1", "x", stamp, None, Quality.BAD)],
+    )
+    parsed = parse_telemetry(payload)
+    assert parsed.sent_at == sent
+    assert [(r.point, r.value, r.quality) for r in parsed.readings] == [
+        ("voltage_l1_v", 231.5, Quality.GOOD),
+        ("x", None, Quality.BAD),
+    ]
+
+
+def test_the_encoder_refuses_non_finite_values() -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode_telemetry("gw", 1, datetime.now(UTC), [("m", "p", TS, float("nan"), Quality.GOOD)])
+
+
+def test_status_round_trip() -> None:
+    status = Status(
+        schema_version=1,
+        gateway="gw-01",
+        state="online",
+        ts=datetime(2026, 11, 22, tzinfo=UTC),
+        firm="Demo",
+        uplink=Uplink.FIVE_G,
+    )
+    assert parse_status(encode_status(status)) == status
+    with pytest.raises(PayloadError, match="state"):
+        parse_status(encode_status(status).replace(b"online", b"sleepy"))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://broker", ("broker", 1883, None, None, False)),
+        ("mqtts://u%40x:p%3Aw@b.example:9999", ("b.example", 9999, "u@x", "p:w", True)),
+        ("mqtts://b", ("b", 8883, None, None, True)),
+    ],
+)
+def test_broker_urls(url: str, expected: tuple[object, ...]) -> None:
+    s = BrokerSettings.from_url(url)
+    assert (s.host, s.port, s.username, s.password, s.tls) == expected
+    assert "p:w" not in s.url()
+    assert "p:w" not in repr(s)
+
+
+@pytest.mark.parametrize("url", ["http://broker", "mqtt://"])
+def test_bad_broker_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="broker URL"):
+        BrokerSettings.from_url(url)
