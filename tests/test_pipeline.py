@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -165,10 +166,13 @@ def test_bad_payloads_become_dead_letters_and_good_ones_still_land(
         reading = ("m1", "active_power_kw", stamp, value, Quality.GOOD)
         return encode_telemetry("gw-1", seq, now, [reading])
 
+    body = json.loads(good(3, 1.0))
+    body["readings"][0]["value"] = "1.0"  # a string where a number belongs
+    wrong_type = json.dumps(body).encode()
     bad = [
         (topic, b"{this is not json"),
         (topic, good(2, 1.0).replace(b'"schema_version":1', b'"schema_version":9')),
-        (topic, good(3, 1.0).replace(b"1.0", b'"1.0"')),
+        (topic, wrong_type),
         (topic.replace("gw-1/", "gw-2/"), good(4, 1.0)),
         (topic.replace("/telemetry", "/status"), b'{"schema_version":1,"gateway":"gw-1"}'),
     ]

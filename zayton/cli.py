@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--meters", type=int, default=3, help="simulated meters (default 3)")
     demo.add_argument("--interval", type=float, default=2.0, help="poll interval, seconds")
     demo.add_argument("--modbus-port", type=int, default=0, help="simulator port (0 = any)")
+    demo.add_argument(
+        "--broker",
+        choices=["auto", "mosquitto", "amqtt"],
+        default=_env("ZAYTON_BROKER", "auto"),
+        help="embedded broker: mosquitto when installed (auto), or the pure-Python amqtt",
+    )
 
     simulate = commands.add_parser(
         "simulate",
@@ -211,6 +217,7 @@ def _demo(args: argparse.Namespace) -> int:
         meters=args.meters,
         interval_s=args.interval,
         modbus_port=args.modbus_port,
+        broker=args.broker,
     )
     return run_until_signalled(lambda stop: run_demo(options, stop))
 

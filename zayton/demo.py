@@ -11,6 +11,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from api.app import ApiSettings
 from dashboards import LIVE
@@ -35,6 +36,7 @@ class DemoOptions:
     meters: int
     interval_s: float
     modbus_port: int
+    broker: Literal["auto", "mosquitto", "amqtt"] = "auto"
 
 
 def gateway_toml(mqtt_url: str, modbus_port: int, meters: int, interval_s: float) -> str:
@@ -75,7 +77,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             log.info("embedded PostgreSQL: %s (data in %s)", database_url, data / "postgres")
         mqtt_url = options.mqtt_url
         if mqtt_url is None:
-            broker = servers.enter_context(LocalBroker(data / "broker"))
+            broker = servers.enter_context(LocalBroker(data / "broker", prefer=options.broker))
             mqtt_url = broker.url
             log.info("embedded %s broker: %s", broker.kind, mqtt_url)
         result = await asyncio.to_thread(migrate, database_url)
