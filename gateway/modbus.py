@@ -34,7 +34,11 @@ class TcpLink:
         self.endpoint = f"{host}:{port}"
         # retries=0: the gateway's scheduler decides what to do after a failure; the library's
         # default of three retries with a 3 s timeout would block a dead device for ~12 s.
-        self._client = AsyncModbusTcpClient(host, port=port, timeout=1, retries=0)
+        # reconnect_delay=0: connections are opened on demand by read(); the library's own
+        # reconnect task would race with it and swallows cancellation at shutdown.
+        self._client = AsyncModbusTcpClient(
+            host, port=port, timeout=1, retries=0, reconnect_delay=0
+        )
         self._lock = asyncio.Lock()
 
     async def _connected(self, request: ReadRequest, unit_id: int) -> None:

@@ -128,7 +128,9 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
         finally:
             for task in [*tasks, stopped]:
                 task.cancel()
-            await asyncio.gather(*tasks, stopped, return_exceptions=True)
+            _, stuck = await asyncio.wait([*tasks, stopped], timeout=DRAIN_TIMEOUT_S)
+            for task in stuck:
+                log.error("task %r did not stop within %.0f s", task.get_name(), DRAIN_TIMEOUT_S)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_TIMEOUT_S):
                     await forwarder.drain()
