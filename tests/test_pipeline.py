@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,12 +47,6 @@ async def eventually(check: Callable[[], Awaitable[T | None]], seconds: float = 
             if result is not None:
                 return result
             await asyncio.sleep(0.1)
-
-
-async def run_services(
-    stop: asyncio.Event, *services: Coroutine[Any, Any, None]
-) -> list[asyncio.Task[None]]:
-    return [asyncio.create_task(service) for service in services]
 
 
 def gateway_file(tmp_path: Path, root: str, mqtt_url: str, port: int, meters: int) -> Path:
@@ -189,7 +183,8 @@ def test_bad_payloads_become_dead_letters_and_good_ones_still_land(
             client_id=f"{topic_prefix}-ingest",
         )
         task = asyncio.create_task(run_ingester(settings, stop, counters, ready))
-        await eventually(lambda: _set(ready))
+        async with asyncio.timeout(20):
+            await ready.wait()
         await asyncio.to_thread(publish_all, mqtt_url, messages)
 
         async def settled() -> Counters | None:
@@ -219,7 +214,3 @@ def test_bad_payloads_become_dead_letters_and_good_ones_still_land(
     ]:
         assert any(expected in reason for reason in reasons), (expected, reasons)
     assert any(str(t).endswith("/status") for t, _ in letters)
-
-
-async def _set(event: asyncio.Event) -> bool | None:
-    return True if event.is_set() else None
