@@ -11,9 +11,9 @@ from importlib.metadata import version
 from gateway.buffer import ReadingBuffer
 from gateway.config import GatewayConfig
 from gateway.modbus import TcpLink
-from gateway.mqtt import Publisher
 from gateway.poller import poll_forever
 from gateway.sequence import SequenceLease
+from wire.mqtt import Publisher
 from wire.payload import SCHEMA_VERSION, Status, encode_status, encode_telemetry
 from wire.topics import Stream, Topic
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from ingest.mqtt import Message, Subscriber
 from ingest.store import Accepted, Rejected, StatusUpdate, Store, WriteResult
 from wire.broker import BrokerSettings
+from wire.mqtt import Message, Subscriber
 from wire.payload import PayloadError, parse_status, parse_telemetry
 from wire.topics import DEFAULT_ROOT, Stream, Topic, TopicError, subscription
 

@@ -7,10 +7,11 @@ register map.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
-from profiles.codec import DataType, decoder, encoder
+from profiles.codec import DataType, WordOrder, decoder, encoder
 from profiles.model import BIT_TABLES, Point, Profile
 from simulators.modbus_server import RegisterMemory, Table
 from wire.catalogue import Kind
@@ -34,15 +35,24 @@ _INTEGER_TYPES = frozenset(
 )
 
 
-class _Binding:
-    __slots__ = ("decode", "encode", "point", "table")
+class Binding:
+    """A point with its place in register memory and its codec."""
 
-    def __init__(self, profile: Profile, point: Point) -> None:
+    __slots__ = ("decode", "encode", "point", "table", "words")
+
+    def __init__(self, profile: Profile, point: Point, order: WordOrder | None = None) -> None:
         enc = profile.encoding(point)
+        if order is not None and point.words() > 1:
+            enc = dataclasses.replace(enc, order=order)
         self.point = point
         self.table = _TABLES[point.table]
+        self.words = point.words()
         self.encode: Callable[[int | float | str], list[int]] = encoder(enc)
         self.decode: Callable[[Sequence[int]], int | float | str] = decoder(enc)
+
+    @property
+    def integer(self) -> bool:
+        return self.point.type in _INTEGER_TYPES
 
 
 class ProfiledDevice:
@@ -60,8 +70,15 @@ class ProfiledDevice:
             holding=sizes[Table.HOLDING],
             input=sizes[Table.INPUT],
         )
-        self._bindings = {point.name: _Binding(profile, point) for point in profile.points}
+        self.bindings = {point.name: Binding(profile, point) for point in profile.points}
+        self._served = dict(self.bindings)  # what a correct client decodes with
         self.handle = self.memory.handle
+
+    def reorder(self, order: WordOrder | None) -> None:
+        """Encode multi-register values in ``order`` from now on (None: the profile's own), as
+        a device whose maker documented the wrong word order would. Values already in memory
+        keep their encoding until they are set again."""
+        self.bindings = {p.name: Binding(self.profile, p, order) for p in self.profile.points}
 
     def set(self, name: str, value: float) -> None:
         """Show ``value`` (engineering units) in the point's registers.
@@ -69,7 +86,7 @@ class ProfiledDevice:
         Integer registers hold ``(value - offset) / scale``: truncated for counters (a meter shows
         the whole units it has completed), rounded for everything else.
         """
-        binding = self._bindings[name]
+        binding = self.bindings[name]
         point = binding.point
         raw: float = (value - point.offset) / point.scale
         if point.type in _INTEGER_TYPES:
@@ -78,23 +95,23 @@ class ProfiledDevice:
 
     def set_raw(self, name: str, raw: float) -> None:
         """Put a raw register value as it is: for faults and for values beyond a scale."""
-        binding = self._bindings[name]
+        binding = self.bindings[name]
         value: int | float = int(raw) if binding.point.type in _INTEGER_TYPES else raw
         words = binding.encode(value)
         if binding.point.table in BIT_TABLES:
             words = [1 if value else 0]
-        self.memory.set_registers(binding.table, binding.point.address, words)
+        self.memory.put(binding.table, binding.point.address, words)
 
     def raw(self, name: str) -> list[int]:
         """The register words of a point as a client would read them."""
-        binding = self._bindings[name]
+        binding = self.bindings[name]
         return list(
             self.memory.get_registers(binding.table, binding.point.address, binding.point.words())
         )
 
     def served(self, name: str) -> float:
         """The engineering value a correct client decodes from the point's registers now."""
-        binding = self._bindings[name]
+        binding = self._served[name]
         raw = binding.decode(self.raw(name))
         if isinstance(raw, str):
             raise TypeError(f"point {name} is not numeric")

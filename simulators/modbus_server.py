@@ -176,6 +176,14 @@ class RegisterMemory:
             raise ValueError(f"{table} values must be 0..{top:#x}, got {list(words)!r}")
         memory[address : address + len(words)] = array(memory.typecode, words)
 
+    def put(self, table: Table, address: int, words: Sequence[int]) -> None:
+        """:meth:`set_registers` for words that are known to fit (from the codec): no checks
+        beyond the bounds."""
+        memory = self._tables[table]
+        if address + len(words) > len(memory):  # a slice past the end would grow the array
+            raise ValueError(f"{table} {address}+{len(words)} is outside its {len(memory)} items")
+        memory[address : address + len(words)] = array(memory.typecode, words)
+
     def get_registers(self, table: Table | str, address: int, count: int) -> list[int]:
         memory = self._range(Table(table), address, count)
         return memory[address : address + count].tolist()
@@ -189,6 +197,12 @@ class RegisterMemory:
     async def handle(
         self, function: int, address: int, count: int, values: Sequence[int] | None
     ) -> Sequence[int] | None:
+        return self.serve(function, address, count, values)
+
+    def serve(
+        self, function: int, address: int, count: int, values: Sequence[int] | None
+    ) -> Sequence[int] | None:
+        """:meth:`handle` without the coroutine, for callers that are not a socket."""
         memory = self._by_function.get(function)
         if memory is None:
             raise ModbusError(ExceptionCode.ILLEGAL_FUNCTION)

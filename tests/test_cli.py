@@ -18,7 +18,10 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "deploy" / "examples").glob("*
     [
         ([], "check-config"),
         (["demo"], "--data-dir"),
-        (["simulate"], "--meters"),
+        (["simulate"], "clock_drift"),
+        (["simulate", "backfill"], "--days"),
+        (["simulate", "loadgen"], "--rate"),
+        (["simulate", "fault"], "word_order"),
         (["gateway", "run"], "CONFIG"),
         (["ingest", "run"], "--share-group"),
         (["api"], "--database-url"),

@@ -36,6 +36,11 @@ def _catalogue(*metrics: Metric) -> dict[str, Metric]:
 _G, _C, _S = Kind.GAUGE, Kind.COUNTER, Kind.STATE
 
 METRICS: dict[str, Metric] = _catalogue(
+    # Every device: identity and clock.
+    Metric(
+        "serial_number", "1", _S, "device serial number; a change means the device was replaced"
+    ),
+    Metric("device_clock_s", "s", _G, "the device's own clock, Unix seconds (UTC)"),
     # Three-phase electricity meters.
     Metric("voltage_l1_v", "V", _G, "phase L1 to neutral voltage"),
     Metric("voltage_l2_v", "V", _G, "phase L2 to neutral voltage"),
@@ -58,15 +63,23 @@ METRICS: dict[str, Metric] = _catalogue(
     Metric("steam_temperature_c", "degC", _G, "steam temperature"),
     Metric("water_volume_m3", "m3", _C, "cumulative water volume"),
     Metric("water_flow_m3h", "m3/h", _G, "water flow rate"),
+    # Boilers (with the gas and steam metrics above).
+    Metric("flue_temperature_c", "degC", _G, "flue gas temperature at the boiler outlet"),
+    Metric("boiler_state", "1", _S, "0 off, 1 firing, 2 fault"),
+    # Air compressors (with active_power_kw above).
+    Metric("air_pressure_mpa", "MPa", _G, "compressed air gauge pressure at the outlet"),
+    Metric("air_flow_m3min", "m3/min", _G, "compressed air delivery (free air)"),
+    Metric("compressor_state", "1", _S, "0 stopped, 1 unloaded, 2 loaded, 3 fault"),
     # PV inverters.
     Metric("pv_power_kw", "kW", _G, "inverter AC output power"),
     Metric("pv_energy_daily_kwh", "kWh", _G, "energy yield since local midnight"),
     Metric("pv_energy_total_kwh", "kWh", _C, "lifetime energy yield"),
-    Metric("inverter_state", "1", _S, "inverter operating state code"),
+    Metric("inverter_state", "1", _S, "0 standby, 1 running, 2 fault"),
     # Production lines.
     Metric("production_count", "1", _C, "cumulative units produced"),
     Metric("line_state", "1", _S, "0 idle, 1 running, 2 fault"),
     Metric("line_speed_per_min", "1/min", _G, "units per minute"),
+    Metric("line_running", "1", _S, "1 while the line runs"),
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -17,7 +16,7 @@ from gateway.service import run_gateway
 from ingest.migrate import Storage, migrate
 from ingest.service import IngestSettings, run_ingester
 from profiles.files import ConfigError
-from simulators.run import MeterSimulator
+from zayton import simulate
 from zayton.demo import DemoOptions, run_demo
 from zayton.services import bind, report_user_errors, run_until_signalled, serve_api
 
@@ -77,18 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded broker: mosquitto when installed (auto), or the pure-Python amqtt",
     )
 
-    simulate = commands.add_parser(
-        "simulate",
-        help="serve simulated three-phase meters over Modbus TCP",
-        description="Serve --meters three-phase meters as unit ids 1..N on one Modbus TCP port. "
-        "Voltages, currents and power follow a two-shift factory day; the import-energy counter "
-        "is the exact integral of the power shown.",
-    )
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=5020)
-    simulate.add_argument("--meters", type=int, default=1)
-    simulate.add_argument("--seed", type=int, default=1, help="same seed, same meters")
-    simulate.add_argument("--tick", type=float, default=1.0, help="physics update, seconds")
+    simulate.add_parser(commands)
 
     gateway = commands.add_parser("gateway", help="the edge gateway").add_subparsers(
         dest="gateway_command", required=True, metavar="ACTION"
@@ -175,16 +163,6 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace) -> int:
-    async def simulate(stop: asyncio.Event) -> None:
-        async with MeterSimulator(
-            count=args.meters, host=args.host, port=args.port, seed=args.seed, tick_s=args.tick
-        ):
-            await stop.wait()
-
-    return run_until_signalled(simulate)
-
-
 def _gateway(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     return run_until_signalled(lambda stop: run_gateway(config, stop))
@@ -225,7 +203,7 @@ def _demo(args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": _check_config,
     "db": _db,
-    "simulate": _simulate,
+    "simulate": simulate.run,
     "gateway": _gateway,
     "ingest": _ingest,
     "api": _api,

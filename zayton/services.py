@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import ApiSettings, create_app
 from ingest.store import StoreError
@@ -80,10 +81,13 @@ def exclusive(directory: Path, what: str) -> Iterator[None]:
 
 async def serve_api(settings: ApiSettings, sock: socket.socket, stop: asyncio.Event) -> None:
     """Serve the API on a bound socket until ``stop`` is set."""
+    await serve_asgi(create_app(settings), sock, stop)
+
+
+async def serve_asgi(app: FastAPI, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve a FastAPI app on a bound socket until ``stop`` is set."""
     host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     # While it serves, uvicorn takes SIGINT/SIGTERM for itself; afterwards it restores the
     # loop's handlers and raises the signal again. A server that returns on its own was asked to
     # stop, so everything stops with it.

@@ -1,0 +1,314 @@
+"""One simulated Modbus device: a profile's registers, a physics model, counters, a clock, faults.
+
+The model says what the device measures; this class keeps the device's own view of it: counters
+that start from an installed reading, wrap where their register runs out, restart when the meter
+is reset or replaced; a clock that may drift; and whatever fault it has been told to show.
+The *true* quantity behind every counter is kept apart from what the registers show, so that
+ground truth is never affected by a fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from profiles.codec import DataType
+from profiles.model import Profile
+from simulators.device import Binding, ProfiledDevice
+from simulators.faults import (
+    ClockDrift,
+    ExceptionReply,
+    Fault,
+    NaN,
+    Replace,
+    Reset,
+    Silent,
+    Slow,
+    WordOrderFault,
+    Wrap,
+    Zero,
+)
+from simulators.modbus_server import ModbusError, Silence, Table
+from simulators.noise import stream, uniform
+from simulators.physics import Model
+from simulators.shifts import local_day
+from wire.catalogue import Kind
+
+_FUNCTION_TABLE = {1: Table.COILS, 2: Table.DISCRETE, 3: Table.HOLDING, 4: Table.INPUT}
+_FLOATS = frozenset({DataType.FLOAT32, DataType.FLOAT64})
+DAILY_POINTS = {"pv_energy_daily_kwh": "pv_energy_total_kwh"}
+
+
+class FaultError(ValueError):
+    """A fault that this device cannot show (a NaN on a device without float registers...)."""
+
+
+class Counter:
+    """A cumulative register: the true quantity and the reading the device shows for it."""
+
+    __slots__ = ("base_shown", "base_true", "binding", "modulus", "rollover", "true")
+
+    def __init__(self, binding: Binding, start: float, rollover: str) -> None:
+        self.binding = binding
+        self.true = 0.0
+        """True quantity since the simulation began (never touched by faults)."""
+        self.base_true = 0.0
+        self.base_shown = start
+        self.rollover = rollover
+        self.modulus = self.modulus_for(rollover) if binding.integer else None
+
+    def modulus_for(self, rollover: str) -> int:
+        bits = 16 * self.binding.words
+        if rollover == "decimal":
+            return int(10 ** int(math.log10((1 << bits) - 1)))
+        return 1 << bits
+
+    @property
+    def shown(self) -> float:
+        """The reading in engineering units before the register's wrap."""
+        return self.base_shown + (self.true - self.base_true)
+
+    def rebase(self, reading: float) -> None:
+        """From now on the device shows ``reading`` plus what flows from here."""
+        self.base_true = self.true
+        self.base_shown = reading
+
+    def raw(self) -> int | float:
+        scale = self.binding.point.scale
+        if self.modulus is None:
+            return (self.shown - self.binding.point.offset) / scale
+        return math.floor((self.shown - self.binding.point.offset) / scale + 1e-6) % self.modulus
+
+
+@dataclass(slots=True)
+class _Glitch:
+    words: list[int]
+    remaining: int
+
+
+class SimDevice:
+    """A device of a simulated firm, served over Modbus as ``unit_id`` on its gateway's port."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        firm: str,
+        gateway: str,
+        profile: Profile,
+        model: Model,
+        seed: int,
+        start: float | None = None,
+        rollover: str = "register",
+    ) -> None:
+        self.name = name
+        self.firm = firm
+        self.gateway = gateway
+        self.profile = profile
+        self.model = model
+        self.registers = ProfiledDevice(profile)
+        key = stream(seed, firm, name, "installed")
+        self.counters = {}
+        for index, point in enumerate(profile.points):
+            if point.kind_or_catalogue is not Kind.COUNTER:
+                continue
+            reading = start
+            if reading is None:  # export and reverse registers count far less than import
+                top = 5_000 if "export" in point.name else 200_000
+                reading = round(1_000 + top * uniform(key, 100 + index), 2)
+            binding = self.registers.bindings[point.name]
+            self.counters[point.name] = Counter(binding, reading, rollover)
+        self.serial = 20_000_000 + int(9_999_999 * uniform(key, 1))
+        self._replacements = 0
+        self._points = {point.name for point in profile.points}
+        self._daily: dict[str, float] = {}  # daily point -> true total at the last midnight
+        self._day = -1
+        self.clock_offset_s = 0.0
+        self.clock_ppm = 0.0
+        self._drift_since = 0.0
+        self.silent = False
+        self.delay_s = 0.0
+        self.exception: int | None = None
+        self._glitches: dict[str, _Glitch] = {}
+        self.handle = self.registers.handle
+
+    def device_time(self, t: float) -> float:
+        return t + self.clock_offset_s + self.clock_ppm * 1e-6 * (t - self._drift_since)
+
+    # Physics.
+
+    def integrate(self, seconds: float, end: float) -> None:
+        rates = self.model.rates
+        for name, counter in self.counters.items():
+            rate = rates.get(name)
+            if rate:
+                counter.true += rate * seconds / 3600
+        if self._daily or any(p in self._points for p in DAILY_POINTS):
+            self._roll_days(end)
+
+    def _roll_days(self, t: float) -> None:
+        day = local_day(self.device_time(t))
+        if day != self._day:
+            self._day = day
+            for daily, total in DAILY_POINTS.items():
+                if daily in self._points and total in self.counters:
+                    self._daily[daily] = self.counters[total].true
+
+    def show(self, t: float) -> None:
+        """Write the device's present state into its registers."""
+        registers, points = self.registers, self._points
+        for name, value in self.model.gauges.items():
+            if name in points:
+                registers.set(name, value)
+        for name, counter in self.counters.items():
+            registers.set_raw(name, counter.raw())
+        for daily, base in self._daily.items():
+            total = self.counters[DAILY_POINTS[daily]]
+            registers.set(daily, total.true - base)
+        if "serial_number" in points:
+            registers.set_raw("serial_number", self.serial)
+        if "device_clock_s" in points:
+            registers.set_raw("device_clock_s", int(self.device_time(t)) & 0xFFFFFFFF)
+
+    # Faults.
+
+    def apply(self, fault: Fault, now: float) -> None:
+        """Start showing ``fault`` (or, for wrap/reset/replace, make it happen)."""
+        match fault:
+            case Wrap():
+                self._wrap(fault)
+            case Reset():
+                for counter in self.counters.values():
+                    counter.rebase(0.0)
+            case Replace():
+                self._replacements += 1
+                key = stream(self.serial, self.name, "replacement")
+                self.serial = fault.serial or 30_000_000 + int(
+                    9_999_999 * uniform(key, self._replacements)
+                )
+                for counter in self.counters.values():
+                    counter.rebase(fault.start)
+            case Zero() | NaN():
+                self._glitch(fault)
+            case Slow():
+                self.delay_s = fault.delay_s
+            case Silent():
+                self.silent = True
+            case ExceptionReply():
+                self.exception = fault.code
+            case WordOrderFault():
+                self.registers.reorder(fault.order)
+            case ClockDrift():
+                self.clock_offset_s = self.device_time(now) - now + fault.offset_s
+                self.clock_ppm = fault.ppm
+                self._drift_since = now
+        self.show(now)
+        self._route()
+
+    def clear(self, fault: Fault, now: float) -> None:
+        """Stop showing a lasting fault."""
+        match fault:
+            case Zero() | NaN():
+                self._glitches.clear()
+            case Slow():
+                self.delay_s = 0.0
+            case Silent():
+                self.silent = False
+            case ExceptionReply():
+                self.exception = None
+            case WordOrderFault():
+                self.registers.reorder(None)
+            case ClockDrift():
+                self.clock_offset_s = self.clock_ppm = 0.0
+            case _:
+                pass
+        self.show(now)
+        self._route()
+
+    def check(self, fault: Fault) -> None:
+        """Raise :class:`FaultError` if this device cannot show ``fault``."""
+        if isinstance(fault, Wrap):
+            self._wrapping(fault)
+        elif isinstance(fault, Zero | NaN):
+            self._glitches_for(fault)
+
+    def _wrapping(self, fault: Wrap) -> list[Counter]:
+        counters = [c for c in self.counters.values() if c.modulus is not None]
+        if fault.point is not None:
+            counters = [c for c in counters if c.binding.point.name == fault.point]
+        if not counters:
+            target = fault.point or "integer counter"
+            raise FaultError(f"{self.name} has no {target} that could wrap (float counters do not)")
+        return counters
+
+    def _glitches_for(self, fault: Zero | NaN) -> dict[str, _Glitch]:
+        bindings = self.registers.bindings
+        names = fault.points or list(bindings)
+        unknown = [name for name in names if name not in bindings]
+        if unknown:
+            raise FaultError(f"{self.name} has no point {', '.join(unknown)}")
+        glitches = {}
+        for name in names:
+            binding = bindings[name]
+            if isinstance(fault, Zero):
+                glitches[name] = _Glitch([0] * binding.words, fault.reads)
+            elif binding.point.type in _FLOATS:
+                glitches[name] = _Glitch(binding.encode(math.nan), fault.reads)
+        if not glitches:
+            raise FaultError(f"{self.name} has no float point to show a NaN in")
+        return glitches
+
+    def _wrap(self, fault: Wrap) -> None:
+        for counter in self._wrapping(fault):
+            if fault.modulus is not None:
+                counter.modulus = counter.modulus_for(fault.modulus)
+            assert counter.modulus is not None  # noqa: S101 - filtered above
+            point = counter.binding.point
+            top = counter.modulus * point.scale + point.offset
+            counter.rebase(top - fault.before)
+
+    def _glitch(self, fault: Zero | NaN) -> None:
+        self._glitches.update(self._glitches_for(fault))
+
+    def _route(self) -> None:
+        """Serve straight from memory unless a fault needs a look at each request."""
+        faulty = self.silent or self.delay_s or self.exception is not None or self._glitches
+        self.handle = self._faulty_handle if faulty else self.registers.handle
+
+    # Serving.
+
+    async def _faulty_handle(
+        self, function: int, address: int, count: int, values: Sequence[int] | None
+    ) -> Sequence[int] | None:
+        if self.silent:
+            raise Silence
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return self.serve(function, address, count, values)
+
+    def serve(
+        self, function: int, address: int, count: int, values: Sequence[int] | None
+    ) -> Sequence[int] | None:
+        """Answer one request as the device would now, faults included (raises on silence)."""
+        if self.silent:
+            raise Silence
+        if self.exception is not None:
+            raise ModbusError(self.exception)
+        result = self.registers.memory.serve(function, address, count, values)
+        if values is not None or not self._glitches or result is None:
+            return result
+        table = _FUNCTION_TABLE.get(function)
+        answer = list(result)
+        for name, glitch in list(self._glitches.items()):
+            binding = self.registers.bindings[name]
+            start = binding.point.address - address
+            if binding.table is table and start >= 0 and start + binding.words <= count:
+                answer[start : start + binding.words] = glitch.words
+                glitch.remaining -= 1
+                if glitch.remaining == 0:
+                    del self._glitches[name]
+        if not self._glitches:
+            self._route()
+        return answer

@@ -1,0 +1,70 @@
+"""An independent MQTT subscriber for tests: plain paho, keeps every message it receives."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import Self
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from wire.broker import BrokerSettings
+
+
+class Collector:
+    """A plain paho subscriber (clean session, QoS 1) that keeps every message it receives."""
+
+    def __init__(self, mqtt_url: str, topic_filter: str, client_id: str) -> None:
+        self.settings = BrokerSettings.from_url(mqtt_url)
+        self.topic_filter = topic_filter
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    def __enter__(self) -> Self:
+        self._client.connect(self.settings.host, self.settings.port)
+        self._client.loop_start()
+        self._client.subscribe(self.topic_filter, qos=1)
+        assert self._subscribed.wait(10), "no SUBACK from the broker"
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def wait_for(self, expected: int, timeout_s: float = 30.0, settle_s: float = 0.5) -> None:
+        """Wait until ``expected`` messages are in, then a little longer for any extra one."""
+        deadline = time.monotonic() + timeout_s
+        while self.count() < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(settle_s)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: object,
+    ) -> None:
+        if not any(code.is_failure for code in reason_codes):
+            self._subscribed.set()
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))

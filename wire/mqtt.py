@@ -1,0 +1,405 @@
+"""The project's one MQTT adapter, and its only module that imports paho-mqtt.
+
+Both sides of the wire use it: gateways (and the load generator) publish at QoS 1 with
+:class:`Publisher`, the ingester consumes with :class:`Subscriber`. paho runs its network loop in a
+thread; everything it reports crosses into asyncio through ``call_soon_threadsafe``. Sessions are
+persistent (clean_session=False) unless asked otherwise, so QoS 1 messages in flight when the
+connection drops are sent again after the reconnect.
+
+paho's message ids are 16-bit: with more than 65,535 unacknowledged QoS 1 messages ``publish()``
+refuses with ``MQTT_ERR_QUEUE_SIZE``. The publisher therefore bounds the messages in flight with a
+semaphore released on acknowledgement, and checks the result of every ``publish()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from wire.broker import BrokerSettings
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 65_000
+"""Upper bound of ``max_in_flight``: below paho's 65,535 message ids, with room for the status."""
+
+RECONNECT_MIN_DELAY_S = 1
+RECONNECT_MAX_DELAY_S = 30
+
+
+class PublishError(RuntimeError):
+    """The client refused a message (its queue is full); the message was not sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class LastWill:
+    """What the broker publishes for a client that vanishes without disconnecting."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+def make_client(
+    settings: BrokerSettings,
+    *,
+    client_id: str,
+    clean_session: bool = False,
+    manual_ack: bool = False,
+    will: LastWill | None = None,
+) -> paho.Client:
+    """A paho client (callback API 2, MQTT 3.1.1) configured from ``settings``, not connected.
+
+    Credentials and TLS come from the settings; reconnects back off from 1 to 30 s. With
+    ``manual_ack`` received QoS 1 messages are acknowledged only by ``client.ack()``.
+    """
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=MQTTProtocolVersion.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY_S, max_delay=RECONNECT_MAX_DELAY_S)
+    return client
+
+
+class Publisher:
+    """QoS 1 publishing that completes on PUBACK, at most ``max_in_flight`` messages unacknowledged.
+
+    With ``status_topic``, ``online`` and ``offline`` (all three or none) the publisher announces
+    itself: a retained ``online`` on every connect, a retained ``offline`` on a clean exit, and the
+    same ``offline`` as its last will.
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        client_id: str,
+        status_topic: str | None = None,
+        online: bytes | None = None,
+        offline: bytes | None = None,
+        max_in_flight: int = 50,
+    ) -> None:
+        if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+            raise ValueError(f"max_in_flight must be 1..{MAX_IN_FLIGHT}, not {max_in_flight}")
+        self._status: tuple[str, bytes, bytes] | None = None
+        if status_topic is not None and online is not None and offline is not None:
+            self._status = (status_topic, online, offline)
+        elif (status_topic, online, offline) != (None, None, None):
+            raise ValueError("give status_topic, online and offline together, or none of them")
+        self._settings = settings
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._unslotted: set[int] = set()
+        """Pending messages sent without taking a slot (the offline status on exit)."""
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        will = None if self._status is None else LastWill(self._status[0], self._status[2])
+        client = make_client(settings, client_id=client_id, will=will)
+        client.max_inflight_messages_set(max_in_flight)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._client = client
+
+    @property
+    def in_flight(self) -> int:
+        """Messages sent and not yet acknowledged."""
+        return len(self._pending)
+
+    async def __aenter__(self) -> Self:
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(
+            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
+        )
+        self._client.loop_start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._status is not None and self.connected.is_set():
+            topic, _, offline = self._status
+            try:
+                async with asyncio.timeout(2):
+                    # No slot: the status must not wait behind the messages in flight.
+                    mid = self._submit(topic, offline, retain=True)
+                    self._unslotted.add(mid)
+                    await self._track(mid)
+            except (TimeoutError, PublishError):
+                log.warning("could not publish the offline status before disconnecting")
+        self._closed = True
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        # Nothing acknowledges what is still pending now: release whoever waits for it.
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        self._unslotted.clear()
+        self._idle.set()
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1 and return when the broker has acknowledged the message."""
+        await (await self.send(topic, payload, retain=retain))
+
+    async def send(
+        self, topic: str, payload: bytes, *, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """Wait for a free in-flight slot, publish at QoS 1 and return the acknowledgement.
+
+        The returned future completes when the broker has acknowledged the message; awaiting it
+        is up to the caller, so a producer can keep up to ``max_in_flight`` messages in flight.
+        Raises :class:`PublishError` when the client refuses the message.
+        """
+        self._check_open()
+        await self._slots.acquire()
+        try:
+            self._check_open()
+            mid = self._submit(topic, payload, retain=retain)
+        except BaseException:
+            self._slots.release()
+            raise
+        return self._track(mid)
+
+    async def drain(self) -> None:
+        """Wait until every message sent so far has been acknowledged."""
+        await self._idle.wait()
+
+    def _check_open(self) -> None:
+        if self._loop is None:
+            raise RuntimeError("use the publisher inside 'async with'")
+        if self._closed:
+            raise RuntimeError("the publisher is closed")
+
+    def _submit(self, topic: str, payload: bytes, *, retain: bool) -> int:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        # NO_CONN is fine: paho keeps the message and sends it once reconnected.
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise PublishError(f"publish to {topic} refused: {paho.error_string(info.rc)}")
+        return info.mid
+
+    def _track(self, mid: int) -> asyncio.Future[None]:
+        # The acknowledgement reaches this loop through call_soon_threadsafe, so it cannot be
+        # handled before the future is registered here, with no await in between.
+        assert self._loop is not None  # noqa: S101
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._pending[mid] = future
+        self._idle.clear()
+        return future
+
+    def _acknowledged(self, mid: int) -> None:
+        future = self._pending.pop(mid, None)
+        if future is None:  # the status sent on connect, or a message of a closed publisher
+            return
+        if not self._pending:
+            self._idle.set()
+        if not future.done():  # done: the caller gave up waiting (cancelled)
+            future.set_result(None)
+        if mid in self._unslotted:
+            self._unslotted.discard(mid)
+        else:
+            self._slots.release()
+
+    # Callbacks below run on paho's network thread.
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s refused the connection: %s", self._settings.url(), reason_code)
+            return
+        log.info("connected to %s", self._settings.url())
+        if self._status is not None:
+            topic, online, _ = self._status
+            client.publish(topic, online, qos=1, retain=True)
+        self._call(self.connected.set)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        self._call(self.connected.clear)
+        if reason_code.value != 0:
+            self.reconnects += 1
+            log.warning("lost the broker (%s); reconnecting", reason_code)
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        # Called with paho's message mutex held: take no lock here, hand over to the loop.
+        self._call(lambda: self._acknowledged(mid))
+
+    def _call(self, callback: Callable[[], object]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class Subscriber:
+    """QoS 1 subscriptions whose messages are acknowledged only when the caller says so.
+
+    Messages are acknowledged with PUBACK by :meth:`ack`, once their content is safe (paho's
+    ``manual_ack``), and the session is persistent, so a crash loses nothing: the broker delivers
+    again what was not acknowledged. At most ``max_pending`` messages wait unacknowledged; beyond
+    that paho's network thread waits, which holds the broker back through TCP.
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        client_id: str,
+        filters: list[str],
+        max_pending: int = 2000,
+    ) -> None:
+        self._settings = settings
+        self._filters = filters
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self.subscribed = asyncio.Event()
+        client = make_client(settings, client_id=client_id, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        self._client = client
+
+    async def __aenter__(self) -> Self:
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(
+            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
+        )
+        self._client.loop_start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing = True
+        self._client.disconnect()
+        # Unblock the network thread if it waits for a slot, so that it can stop.
+        for _ in range(64):
+            try:
+                self._slots.release()
+            except ValueError:
+                break
+        await asyncio.to_thread(self._client.loop_stop)
+
+    async def get(self) -> Message:
+        return await self._queue.get()
+
+    def get_nowait(self) -> Message | None:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    def ack(self, messages: Iterable[Message]) -> None:
+        """Acknowledge messages whose content the database has committed."""
+        for message in messages:
+            if message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+            self._slots.release()
+
+    # Callbacks below run on paho's network thread.
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s refused the connection: %s", self._settings.url(), reason_code)
+            return
+        log.info("connected to %s, subscribing to %s", self._settings.url(), self._filters)
+        client.subscribe([(f, 1) for f in self._filters])
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: object,
+    ) -> None:
+        if any(code.is_failure for code in reason_codes):
+            log.error("broker refused a subscription: %s", reason_codes)
+            return
+        self._call(self.subscribed.set)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        self._call(self.subscribed.clear)
+        if reason_code.value != 0 and not self._closing:
+            log.warning("lost the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        self._slots.acquire()
+        if self._closing:
+            return
+        message = Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+        self._call(lambda: self._queue.put_nowait(message))
+
+    def _call(self, callback: Callable[[], object]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback)
