@@ -9,7 +9,8 @@ Each fault is a small model with a ``type``; in TOML::
     ]
 
 ``at`` is a simulated instant (default: when the run starts, or now when injected at run time);
-``duration_s`` is simulated seconds (default: until cleared). ``wrap``, ``reset`` and ``replace``
+``duration_s`` is simulated seconds (default: until cleared); faults start and end on the park's
+step boundaries (1 s in real time). ``wrap``, ``reset`` and ``replace``
 happen once. ``zero`` and ``nan`` last for a number of reads of each affected point.
 """
 

@@ -191,11 +191,20 @@ class Park:
         record = self.faults.get(fault_id)
         if record is None:
             raise KeyError(f"no fault {fault_id}")
-        if record.state == "active":
-            self.devices[record.device].clear(record.fault, self.now)
+        was_active = record.state == "active"
         if record.state in ("active", "pending"):
             record.state = "cleared"
+        if was_active:
+            self._settle(record, self.now)
         return record
+
+    def _settle(self, ended: FaultRecord, t: float) -> None:
+        still = [
+            (other.id, other.fault)
+            for other in self.faults.values()
+            if other.device == ended.device and other.state == "active"
+        ]
+        self.devices[ended.device].clear(ended.id, still, t)
 
     def _run_timeline(self, t: float) -> None:
         timeline = self._timeline
@@ -204,12 +213,12 @@ class Park:
             record = self.faults[fault_id]
             device = self.devices[record.device]
             if not ending and record.state == "pending":
-                device.apply(record.fault, t)
+                device.apply(record.fault, t, fault_id)
                 record.state = "done" if record.fault.type in ONE_SHOT else "active"
                 log.info("fault %d on %s: %s", fault_id, record.device, record.fault.type)
             elif ending and record.state == "active":
-                device.clear(record.fault, t)
                 record.state = "done"
+                self._settle(record, t)
                 log.info("fault %d on %s over", fault_id, record.device)
 
     # Reading.

@@ -86,6 +86,8 @@ class Counter:
 class _Glitch:
     words: list[int]
     remaining: int
+    fault: int
+    """The id of the fault that shows it."""
 
 
 class SimDevice:
@@ -174,7 +176,7 @@ class SimDevice:
 
     # Faults.
 
-    def apply(self, fault: Fault, now: float) -> None:
+    def apply(self, fault: Fault, now: float, fault_id: int = 0) -> None:
         """Start showing ``fault`` (or, for wrap/reset/replace, make it happen)."""
         match fault:
             case Wrap():
@@ -191,7 +193,7 @@ class SimDevice:
                 for counter in self.counters.values():
                     counter.rebase(fault.start)
             case Zero() | NaN():
-                self._glitch(fault)
+                self._glitches.update(self._glitches_for(fault, fault_id))
             case Slow():
                 self.delay_s = fault.delay_s
             case Silent():
@@ -207,23 +209,20 @@ class SimDevice:
         self.show(now)
         self._route()
 
-    def clear(self, fault: Fault, now: float) -> None:
-        """Stop showing a lasting fault."""
-        match fault:
-            case Zero() | NaN():
-                self._glitches.clear()
-            case Slow():
-                self.delay_s = 0.0
-            case Silent():
-                self.silent = False
-            case ExceptionReply():
-                self.exception = None
-            case WordOrderFault():
-                self.registers.reorder(None)
-            case ClockDrift():
-                self.clock_offset_s = self.clock_ppm = 0.0
-            case _:
-                pass
+    def clear(self, fault_id: int, still_active: Sequence[tuple[int, Fault]], now: float) -> None:
+        """Stop showing fault ``fault_id``; the faults ``still_active`` go on showing."""
+        faults = [fault for _, fault in still_active]
+        self._glitches = {
+            name: glitch for name, glitch in self._glitches.items() if glitch.fault != fault_id
+        }
+        self.silent = any(isinstance(fault, Silent) for fault in faults)
+        self.delay_s = max((f.delay_s for f in faults if isinstance(f, Slow)), default=0.0)
+        codes = [fault.code for fault in faults if isinstance(fault, ExceptionReply)]
+        self.exception = codes[-1] if codes else None
+        orders = [fault.order for fault in faults if isinstance(fault, WordOrderFault)]
+        self.registers.reorder(orders[-1] if orders else None)
+        if not any(isinstance(fault, ClockDrift) for fault in faults):
+            self.clock_offset_s = self.clock_ppm = 0.0  # the clock is set right
         self.show(now)
         self._route()
 
@@ -243,7 +242,7 @@ class SimDevice:
             raise FaultError(f"{self.name} has no {target} that could wrap (float counters do not)")
         return counters
 
-    def _glitches_for(self, fault: Zero | NaN) -> dict[str, _Glitch]:
+    def _glitches_for(self, fault: Zero | NaN, fault_id: int = 0) -> dict[str, _Glitch]:
         bindings = self.registers.bindings
         names = fault.points or list(bindings)
         unknown = [name for name in names if name not in bindings]
@@ -253,9 +252,9 @@ class SimDevice:
         for name in names:
             binding = bindings[name]
             if isinstance(fault, Zero):
-                glitches[name] = _Glitch([0] * binding.words, fault.reads)
+                glitches[name] = _Glitch([0] * binding.words, fault.reads, fault_id)
             elif binding.point.type in _FLOATS:
-                glitches[name] = _Glitch(binding.encode(math.nan), fault.reads)
+                glitches[name] = _Glitch(binding.encode(math.nan), fault.reads, fault_id)
         if not glitches:
             raise FaultError(f"{self.name} has no float point to show a NaN in")
         return glitches
@@ -268,9 +267,6 @@ class SimDevice:
             point = counter.binding.point
             top = counter.modulus * point.scale + point.offset
             counter.rebase(top - fault.before)
-
-    def _glitch(self, fault: Zero | NaN) -> None:
-        self._glitches.update(self._glitches_for(fault))
 
     def _route(self) -> None:
         """Serve straight from memory unless a fault needs a look at each request."""

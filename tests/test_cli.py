@@ -49,10 +49,13 @@ def test_shipped_examples_pass_check_config(capsys: pytest.CaptureFixture[str]) 
     [
         (("port = 5020", "port = 70000"), "devices.0.port: Input should be less than or equal"),
         (("interval_s = 5\n", "interval_s = 5\ncolour = 1\n"), "devices.0.colour: Extra"),
-        (('profile = "zayton-3ph-meter"', 'profile = "nope"'), "devices.0.profile: no profile"),
+        (
+            ('profile = "zayton-meter-u32-cdab"', 'profile = "nope"'),
+            "devices.0.profile: no profile",
+        ),
         (('uplink = "5g"', 'uplink = "6g"'), "gateway.uplink"),
         (('url = "mqtt://', 'url = "http://'), "mqtt.url"),
-        (('name = "sewing-hall-1"', 'name = "incomer-1"'), "used twice"),
+        (('name = "eva-1-meter"', 'name = "incomer"'), "used twice"),
     ],
 )
 def test_check_config_names_file_and_key(

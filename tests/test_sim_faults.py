@@ -303,11 +303,6 @@ def test_scheduled_fault(sim: ParkSimulator) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulators/simdevice.py SimDevice.clear: clearing one fault resets the device's "
-    "state for that fault type (silent = False) although another fault of that type is active",
-)
 def test_clearing_one_fault_keeps_an_overlapping_one(sim: ParkSimulator) -> None:
     async def scenario() -> None:
         async with sim:
