@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from array import array
 from collections.abc import Callable, Sequence
 
 from profiles.codec import DataType, WordOrder, decoder, encoder
@@ -36,23 +37,52 @@ _INTEGER_TYPES = frozenset(
 
 
 class Binding:
-    """A point with its place in register memory and its codec."""
+    """A point with its place in register memory, its codec and its compiled writers."""
 
-    __slots__ = ("decode", "encode", "point", "table", "words")
+    __slots__ = ("decode", "encode", "integer", "point", "store", "store_raw", "table", "words")
 
-    def __init__(self, profile: Profile, point: Point, order: WordOrder | None = None) -> None:
+    def __init__(
+        self, profile: Profile, point: Point, memory: RegisterMemory, order: WordOrder | None = None
+    ) -> None:
         enc = profile.encoding(point)
         if order is not None and point.words() > 1:
             enc = dataclasses.replace(enc, order=order)
         self.point = point
         self.table = _TABLES[point.table]
         self.words = point.words()
+        self.integer = point.type in _INTEGER_TYPES
         self.encode: Callable[[int | float | str], list[int]] = encoder(enc)
         self.decode: Callable[[Sequence[int]], int | float | str] = decoder(enc)
+        self.store_raw = self._raw_writer(memory.block(self.table))
+        self.store = self._writer(point.kind_or_catalogue is Kind.COUNTER)
 
-    @property
-    def integer(self) -> bool:
-        return self.point.type in _INTEGER_TYPES
+    def _raw_writer(self, block: array[int]) -> Callable[[float], None]:
+        """A function that puts a raw value into the point's registers, compiled once."""
+        address, size, encode, integer = self.point.address, self.words, self.encode, self.integer
+        if address + size > len(block):
+            raise ValueError(f"point {self.point.name} lies outside its table")
+        if self.point.table in BIT_TABLES:
+
+            def store_bit(raw: float) -> None:
+                block[address] = 1 if raw else 0
+
+            return store_bit
+
+        def store(raw: float) -> None:
+            block[address : address + size] = array("H", encode(int(raw) if integer else raw))
+
+        return store
+
+    def _writer(self, counter: bool) -> Callable[[float], None]:
+        """A function that shows an engineering value: integer registers hold
+        ``(value - offset) / scale``, truncated for counters (a meter shows the whole units it has
+        completed), rounded for everything else."""
+        store_raw, scale, offset = self.store_raw, self.point.scale, self.point.offset
+        if not self.integer:
+            return lambda value: store_raw((value - offset) / scale)
+        if counter:
+            return lambda value: store_raw(math.floor((value - offset) / scale))
+        return lambda value: store_raw(round((value - offset) / scale))
 
 
 class ProfiledDevice:
@@ -70,7 +100,7 @@ class ProfiledDevice:
             holding=sizes[Table.HOLDING],
             input=sizes[Table.INPUT],
         )
-        self.bindings = {point.name: Binding(profile, point) for point in profile.points}
+        self.bindings = {p.name: Binding(profile, p, self.memory) for p in profile.points}
         self._served = dict(self.bindings)  # what a correct client decodes with
         self.handle = self.memory.handle
 
@@ -78,29 +108,16 @@ class ProfiledDevice:
         """Encode multi-register values in ``order`` from now on (None: the profile's own), as
         a device whose maker documented the wrong word order would. Values already in memory
         keep their encoding until they are set again."""
-        self.bindings = {p.name: Binding(self.profile, p, order) for p in self.profile.points}
+        memory, profile = self.memory, self.profile
+        self.bindings = {p.name: Binding(profile, p, memory, order) for p in profile.points}
 
     def set(self, name: str, value: float) -> None:
-        """Show ``value`` (engineering units) in the point's registers.
-
-        Integer registers hold ``(value - offset) / scale``: truncated for counters (a meter shows
-        the whole units it has completed), rounded for everything else.
-        """
-        binding = self.bindings[name]
-        point = binding.point
-        raw: float = (value - point.offset) / point.scale
-        if point.type in _INTEGER_TYPES:
-            raw = math.floor(raw) if point.kind_or_catalogue is Kind.COUNTER else round(raw)
-        self.set_raw(name, raw)
+        """Show ``value`` (engineering units) in the point's registers (see :class:`Binding`)."""
+        self.bindings[name].store(value)
 
     def set_raw(self, name: str, raw: float) -> None:
         """Put a raw register value as it is: for faults and for values beyond a scale."""
-        binding = self.bindings[name]
-        value: int | float = int(raw) if binding.point.type in _INTEGER_TYPES else raw
-        words = binding.encode(value)
-        if binding.point.table in BIT_TABLES:
-            words = [1 if value else 0]
-        self.memory.put(binding.table, binding.point.address, words)
+        self.bindings[name].store_raw(raw)
 
     def raw(self, name: str) -> list[int]:
         """The register words of a point as a client would read them."""

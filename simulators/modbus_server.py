@@ -176,6 +176,10 @@ class RegisterMemory:
             raise ValueError(f"{table} values must be 0..{top:#x}, got {list(words)!r}")
         memory[address : address + len(words)] = array(memory.typecode, words)
 
+    def block(self, table: Table) -> array[int]:
+        """The live storage of a table, for writers compiled once (simulators)."""
+        return self._tables[table]
+
     def put(self, table: Table, address: int, words: Sequence[int]) -> None:
         """:meth:`set_registers` for words that are known to fit (from the codec): no checks
         beyond the bounds."""

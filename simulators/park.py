@@ -157,7 +157,7 @@ class Park:
         if cell != self._cell:  # show the flows of the cell that starts here
             self._evaluate(cell)
         for device in devices:
-            device.show(until)
+            device.mark(until)
 
     def _evaluate(self, cell: float) -> None:
         self._cell = cell

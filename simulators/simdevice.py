@@ -110,7 +110,9 @@ class SimDevice:
         self.gateway = gateway
         self.profile = profile
         self.model = model
-        self.registers = ProfiledDevice(profile)
+        self._registers = ProfiledDevice(profile)
+        self._stale_since: float | None = None
+        """Set when the state moved on and the registers do not show it yet."""
         key = stream(seed, firm, name, "installed")
         self.counters = {}
         for index, point in enumerate(profile.points):
@@ -120,11 +122,12 @@ class SimDevice:
             if reading is None:  # export and reverse registers count far less than import
                 top = 5_000 if "export" in point.name else 200_000
                 reading = round(1_000 + top * uniform(key, 100 + index), 2)
-            binding = self.registers.bindings[point.name]
+            binding = self._registers.bindings[point.name]
             self.counters[point.name] = Counter(binding, reading, rollover)
         self.serial = 20_000_000 + int(9_999_999 * uniform(key, 1))
         self._replacements = 0
         self._points = {point.name for point in profile.points}
+        self._has_daily = any(point in self._points for point in DAILY_POINTS)
         self._daily: dict[str, float] = {}  # daily point -> true total at the last midnight
         self._day = -1
         self.clock_offset_s = 0.0
@@ -134,7 +137,25 @@ class SimDevice:
         self.delay_s = 0.0
         self.exception: int | None = None
         self._glitches: dict[str, _Glitch] = {}
-        self.handle = self.registers.handle
+        self.handle = self._registers.handle
+
+    @property
+    def registers(self) -> ProfiledDevice:
+        """The register memory, showing the device's present state."""
+        self._refresh()
+        return self._registers
+
+    def mark(self, t: float) -> None:
+        """The state moved on to ``t``: write the registers when somebody next reads them.
+
+        Encoding every value at every physics tick would cost more than all the reading."""
+        self._stale_since = t
+        self._route()
+
+    def _refresh(self) -> None:
+        if self._stale_since is not None:
+            self.show(self._stale_since)
+            self._route()
 
     def device_time(self, t: float) -> float:
         return t + self.clock_offset_s + self.clock_ppm * 1e-6 * (t - self._drift_since)
@@ -147,7 +168,7 @@ class SimDevice:
             rate = rates.get(name)
             if rate:
                 counter.true += rate * seconds / 3600
-        if self._daily or any(p in self._points for p in DAILY_POINTS):
+        if self._has_daily:
             self._roll_days(end)
 
     def _roll_days(self, t: float) -> None:
@@ -160,18 +181,20 @@ class SimDevice:
 
     def show(self, t: float) -> None:
         """Write the device's present state into its registers."""
-        registers, points = self.registers, self._points
+        self._stale_since = None
+        registers, bindings = self._registers, self._registers.bindings
         for name, value in self.model.gauges.items():
-            if name in points:
-                registers.set(name, value)
+            binding = bindings.get(name)
+            if binding is not None:
+                binding.store(value)
         for name, counter in self.counters.items():
-            registers.set_raw(name, counter.raw())
+            bindings[name].store_raw(counter.raw())
         for daily, base in self._daily.items():
             total = self.counters[DAILY_POINTS[daily]]
             registers.set(daily, total.true - base)
-        if "serial_number" in points:
+        if "serial_number" in bindings:
             registers.set_raw("serial_number", self.serial)
-        if "device_clock_s" in points:
+        if "device_clock_s" in bindings:
             registers.set_raw("device_clock_s", int(self.device_time(t)) & 0xFFFFFFFF)
 
     # Faults.
@@ -201,7 +224,7 @@ class SimDevice:
             case ExceptionReply():
                 self.exception = fault.code
             case WordOrderFault():
-                self.registers.reorder(fault.order)
+                self._registers.reorder(fault.order)
             case ClockDrift():
                 self.clock_offset_s = self.device_time(now) - now + fault.offset_s
                 self.clock_ppm = fault.ppm
@@ -220,7 +243,7 @@ class SimDevice:
         codes = [fault.code for fault in faults if isinstance(fault, ExceptionReply)]
         self.exception = codes[-1] if codes else None
         orders = [fault.order for fault in faults if isinstance(fault, WordOrderFault)]
-        self.registers.reorder(orders[-1] if orders else None)
+        self._registers.reorder(orders[-1] if orders else None)
         if not any(isinstance(fault, ClockDrift) for fault in faults):
             self.clock_offset_s = self.clock_ppm = 0.0  # the clock is set right
         self.show(now)
@@ -243,7 +266,7 @@ class SimDevice:
         return counters
 
     def _glitches_for(self, fault: Zero | NaN, fault_id: int = 0) -> dict[str, _Glitch]:
-        bindings = self.registers.bindings
+        bindings = self._registers.bindings
         names = fault.points or list(bindings)
         unknown = [name for name in names if name not in bindings]
         if unknown:
@@ -271,7 +294,12 @@ class SimDevice:
     def _route(self) -> None:
         """Serve straight from memory unless a fault needs a look at each request."""
         faulty = self.silent or self.delay_s or self.exception is not None or self._glitches
-        self.handle = self._faulty_handle if faulty else self.registers.handle
+        if faulty:
+            self.handle = self._faulty_handle
+        elif self._stale_since is not None:
+            self.handle = self._refreshing_handle
+        else:
+            self.handle = self._registers.handle
 
     # Serving.
 
@@ -284,21 +312,28 @@ class SimDevice:
             await asyncio.sleep(self.delay_s)
         return self.serve(function, address, count, values)
 
+    async def _refreshing_handle(
+        self, function: int, address: int, count: int, values: Sequence[int] | None
+    ) -> Sequence[int] | None:
+        self._refresh()
+        return self._registers.memory.serve(function, address, count, values)
+
     def serve(
         self, function: int, address: int, count: int, values: Sequence[int] | None
     ) -> Sequence[int] | None:
         """Answer one request as the device would now, faults included (raises on silence)."""
         if self.silent:
             raise Silence
+        self._refresh()
         if self.exception is not None:
             raise ModbusError(self.exception)
-        result = self.registers.memory.serve(function, address, count, values)
+        result = self._registers.memory.serve(function, address, count, values)
         if values is not None or not self._glitches or result is None:
             return result
         table = _FUNCTION_TABLE.get(function)
         answer = list(result)
         for name, glitch in list(self._glitches.items()):
-            binding = self.registers.bindings[name]
+            binding = self._registers.bindings[name]
             start = binding.point.address - address
             if binding.table is table and start >= 0 and start + binding.words <= count:
                 answer[start : start + binding.words] = glitch.words

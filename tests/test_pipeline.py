@@ -20,7 +20,8 @@ from api.app import ApiSettings
 from gateway.config import load_config
 from gateway.service import run_gateway
 from ingest.service import Counters, IngestSettings, run_ingester
-from simulators.run import MeterSimulator
+from simulators.scenario import load_scenario
+from simulators.serve import ParkSimulator, SimClock
 from wire.broker import BrokerSettings
 from wire.payload import Quality, encode_telemetry, format_ts
 from wire.topics import Stream, Topic
@@ -49,32 +50,27 @@ async def eventually(check: Callable[[], Awaitable[T | None]], seconds: float = 
             await asyncio.sleep(0.1)
 
 
-def gateway_file(tmp_path: Path, root: str, mqtt_url: str, port: int, meters: int) -> Path:
-    devices = "".join(
-        f'[[devices]]\nname = "meter-{u}"\nprofile = "zayton-3ph-meter"\nhost = "127.0.0.1"\n'
-        f"port = {port}\nunit_id = {u}\ninterval_s = 0.2\n"
-        for u in range(1, meters + 1)
-    )
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f'[gateway]\nid = "{root}"\nsite = "site-{root}"\nuplink = "5g"\n\n'
-        f'[mqtt]\nurl = "{mqtt_url}"\ntopic_root = "{root}"\nbatch_max_age_s = 0.1\n\n{devices}'
-    )
-    return path
-
-
 @pytest.mark.e2e
 def test_the_api_returns_exactly_what_the_simulator_served(
     migrated_database: str, mqtt_url: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    meters = 2
+    gateway = "gw-tiny-electronics"
+    # A clock that stands still holds every register, so the values served are known exactly.
+    frozen = SimClock(datetime(2026, 11, 23, 10, tzinfo=UTC).timestamp(), wall=lambda: 0.0)
+    simulator = ParkSimulator(load_scenario("tiny"), clock=frozen, tick_s=0)
+    devices = simulator.park.gateways[gateway].devices.values()
+    expected_points = sum(len(device.profile.points) for device in devices)
 
-    async def scenario() -> tuple[MeterSimulator, list[dict[str, Any]]]:
-        # tick_s=0 holds every register still, so the values served are known exactly.
-        async with MeterSimulator(count=meters, tick_s=0, seed=7) as simulator:
-            config = load_config(
-                gateway_file(tmp_path, topic_prefix, mqtt_url, simulator.port, meters)
-            )
+    async def scenario() -> list[dict[str, Any]]:
+        async with simulator:
+            (path,) = [
+                p
+                for p in simulator.gateway_configs(
+                    tmp_path, mqtt_url=mqtt_url, interval_s=0.2, topic_root=topic_prefix
+                )
+                if p.stem == gateway
+            ]
+            config = load_config(path)
             stop = asyncio.Event()
             sock = bind("127.0.0.1", 0)
             port = sock.getsockname()[1]
@@ -98,7 +94,7 @@ def test_the_api_returns_exactly_what_the_simulator_served(
                         except httpx.TransportError:
                             return None
                         rows: list[dict[str, Any]] = response.json()
-                        return rows if len(rows) == meters * 8 else None
+                        return rows if len(rows) == expected_points else None
 
                     rows = await eventually(all_points)
                     health = (await client.get("/health")).json()
@@ -106,30 +102,34 @@ def test_the_api_returns_exactly_what_the_simulator_served(
             finally:
                 stop.set()
                 await asyncio.gather(*tasks)
-            return simulator, rows
+            return rows
 
-    simulator, rows = asyncio.run(scenario())
+    rows = asyncio.run(scenario())
     served = {(r["device"], r["point"]): r for r in rows}
-    for unit, meter in enumerate(simulator.meters, start=1):
-        device = meter.device
-        for name in FLOAT_POINTS:
-            # float32 big-endian across two registers, decoded here independently of Zayton.
-            (expected,) = struct.unpack(">f", struct.pack(">HH", *device.raw(name)))
-            row = served[(f"meter-{unit}", name)]
-            assert row["value"] == expected, name
-            assert row["quality"] == "good"
-        hi, lo = device.raw("energy_import_kwh")
-        counter = hi << 16 | lo
-        assert counter > 0
-        assert served[(f"meter-{unit}", "energy_import_kwh")]["value"] == counter * 0.01
-        assert served[(f"meter-{unit}", "energy_import_kwh")]["unit"] == "kWh"
-        assert served[(f"meter-{unit}", "energy_import_kwh")]["kind"] == "counter"
-    assert {r["gateway"] for r in rows} == {topic_prefix}
+    smt = simulator.park.devices["tiny-electronics/smt-1-meter"].registers  # float32 ABCD
+    for name in FLOAT_POINTS:
+        # float32 big-endian across two registers, decoded here independently of Zayton.
+        (expected,) = struct.unpack(">f", struct.pack(">HH", *smt.raw(name)))
+        row = served[("smt-1-meter", name)]
+        assert row["value"] == expected, name
+        assert row["quality"] == "good"
+    incomer = simulator.park.devices["tiny-electronics/incomer"].registers  # uint32 x 0.01 ABCD
+    hi, lo = incomer.raw("energy_import_kwh")
+    counter = hi << 16 | lo
+    assert counter > 0
+    assert served[("incomer", "energy_import_kwh")]["value"] == counter * 0.01
+    assert served[("incomer", "energy_import_kwh")]["unit"] == "kWh"
+    assert served[("incomer", "energy_import_kwh")]["kind"] == "counter"
+    for device in devices:
+        for point in device.profile.points:
+            row = served[(device.name, point.name)]
+            assert row["value"] == pytest.approx(device.registers.served(point.name)), point.name
+    assert {r["gateway"] for r in rows} == {gateway}
     with psycopg.connect(migrated_database) as conn:
-        gateway = conn.execute("SELECT uplink, state, last_seq FROM zayton.gateways").fetchall()
-    assert gateway[0][0] == "5g"
-    assert gateway[0][2] is not None
-    assert int(str(gateway[0][2])) >= 1
+        gateways = conn.execute("SELECT uplink, state, last_seq FROM zayton.gateways").fetchall()
+    assert gateways[0][0] == "wired"
+    assert gateways[0][2] is not None
+    assert int(str(gateways[0][2])) >= 1
 
 
 def publish_all(mqtt_url: str, messages: list[tuple[str, bytes]]) -> None:

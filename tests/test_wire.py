@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wire.broker import BrokerSettings
 from wire.payload import (
@@ -189,3 +191,26 @@ def test_broker_urls(url: str, expected: tuple[object, ...]) -> None:
 def test_bad_broker_urls(url: str) -> None:
     with pytest.raises(ValueError, match="broker URL"):
         BrokerSettings.from_url(url)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}", fullmatch=True),
+            st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True),
+            st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_fast_encoder_round_trips_any_valid_reading(
+    rows: list[tuple[str, str, float]],
+) -> None:
+    readings = [(d, p, TS, v, Quality.GOOD) for d, p, v in rows]
+    payload = encode_telemetry("gw", 9, datetime(2026, 1, 1, tzinfo=UTC), readings)
+    assert json.loads(payload)["readings"][0]["ts"] == TS
+    parsed = parse_telemetry(payload)
+    assert [(r.device, r.point, r.value) for r in parsed.readings] == [
+        (d, p, float(v)) for d, p, v in rows
+    ]

@@ -16,6 +16,7 @@ a batch that breaks any rule is rejected whole with a reason, never half-accepte
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -172,25 +173,53 @@ ReadingTuple = tuple[str, str, str, float | None, Quality]
 """(device, point, ts already formatted by :func:`format_ts`, value, quality)."""
 
 
+_QUALITY_JSON = {quality: f'"{quality.value}"' for quality in Quality}
+_QUOTED: dict[str, str] = {}
+_QUOTED_MAX = 100_000
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string; device and point names repeat, so they are kept."""
+    quoted = _QUOTED.get(text)
+    if quoted is None:
+        quoted = json.dumps(text)
+        if len(_QUOTED) < _QUOTED_MAX:
+            _QUOTED[text] = quoted
+    return quoted
+
+
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+    return repr(float(value))
+
+
 def encode_telemetry(
     gateway: str, seq: int, sent_at: datetime, readings: Iterable[ReadingTuple]
 ) -> bytes:
-    """Serialise a batch without building a model per reading (the gateway's hot path).
+    """Serialise a batch without building a model or a dict per reading (the hot path of the
+    gateway and the simulators): strings are quoted by :func:`json.dumps` once per distinct
+    name, numbers written as Python writes floats (as :mod:`json` does).
 
     The result always parses with :func:`parse_telemetry` when its inputs are valid.
     """
     check_identifier("gateway", gateway)
-    body = {
-        "schema_version": SCHEMA_VERSION,
-        "gateway": gateway,
-        "seq": seq,
-        "sent_at": format_ts(sent_at),
-        "readings": [
-            {"device": d, "point": p, "ts": ts, "value": v, "quality": q.value}
-            for d, p, ts, v, q in readings
-        ],
-    }
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    stamps: dict[str, str] = {}
+    parts = []
+    for device, point, ts, value, quality in readings:
+        stamp = stamps.get(ts)
+        if stamp is None:
+            stamp = stamps[ts] = json.dumps(ts)
+        number = "null" if value is None else _number(value)
+        parts.append(
+            f'{{"device":{_quoted(device)},"point":{_quoted(point)},"ts":{stamp},'
+            f'"value":{number},"quality":{_QUALITY_JSON[quality]}}}'
+        )
+    head = (
+        f'{{"schema_version":{SCHEMA_VERSION},"gateway":{json.dumps(gateway)},"seq":{int(seq)},'
+        f'"sent_at":"{format_ts(sent_at)}","readings":['
+    )
+    return (head + ",".join(parts) + "]}").encode()
 
 
 def encode_status(status: Status) -> bytes:

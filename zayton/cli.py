@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run simulated meters, gateway, broker, ingester, database and API together",
+        help="run a simulated park, gateways, broker, ingester, database and API together",
         description="Bring the whole chain up on this machine. Without --database-url or "
         "--mqtt-url it starts its own PostgreSQL and MQTT broker in --data-dir, reused by the "
         "next run. Ctrl-C stops everything.",
@@ -66,9 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     _mqtt_arg(demo, default=None)
     demo.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    demo.add_argument("--meters", type=int, default=3, help="simulated meters (default 3)")
-    demo.add_argument("--interval", type=float, default=2.0, help="poll interval, seconds")
-    demo.add_argument("--modbus-port", type=int, default=0, help="simulator port (0 = any)")
+    demo.add_argument(
+        "--scenario", default="licheng", help="simulated park: licheng (default), tiny or a path"
+    )
+    demo.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    demo.add_argument("--interval", type=float, default=5.0, help="poll interval, seconds")
+    demo.add_argument(
+        "--modbus-port", type=int, default=0, help="first simulated gateway's port (0 = any)"
+    )
     demo.add_argument(
         "--broker",
         choices=["auto", "mosquitto", "amqtt"],
@@ -192,7 +197,8 @@ def _demo(args: argparse.Namespace) -> int:
         mqtt_url=args.mqtt_url,
         host=args.host,
         port=args.port,
-        meters=args.meters,
+        scenario=args.scenario,
+        speed=args.speed,
         interval_s=args.interval,
         modbus_port=args.modbus_port,
         broker=args.broker,

@@ -1,6 +1,6 @@
 """``zayton demo``: the whole chain on one machine, with embedded servers where none is given.
 
-simulated meters --Modbus TCP--> gateway --MQTT--> ingester --COPY--> PostgreSQL --> API + page
+simulated park --Modbus TCP--> gateways --MQTT--> ingester --COPY--> PostgreSQL --> API + page
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from gateway.config import load_config
 from gateway.service import run_gateway
 from ingest.migrate import migrate
 from ingest.service import IngestSettings, run_ingester
-from simulators.run import METER_PROFILE, MeterSimulator
+from simulators.scenario import load_scenario
+from simulators.serve import ParkSimulator, SimClock
 from zayton.localservers import LocalBroker, LocalPostgres
 from zayton.services import bind, exclusive, serve_api
 
@@ -33,37 +34,11 @@ class DemoOptions:
     mqtt_url: str | None
     host: str
     port: int
-    meters: int
+    scenario: str
+    speed: float
     interval_s: float
     modbus_port: int
     broker: Literal["auto", "mosquitto", "amqtt"] = "auto"
-
-
-def gateway_toml(mqtt_url: str, modbus_port: int, meters: int, interval_s: float) -> str:
-    devices = "".join(
-        f"""
-[[devices]]
-name = "meter-{unit}"
-profile = "{METER_PROFILE}"
-host = "127.0.0.1"
-port = {modbus_port}
-unit_id = {unit}
-interval_s = {interval_s}
-"""
-        for unit in range(1, meters + 1)
-    )
-    return f"""# Written by 'zayton demo' for the simulated meters it serves.
-[gateway]
-id = "gw-demo"
-site = "demo-factory"
-firm = "Quanzhou demo textile factory"
-uplink = "5g"
-state_dir = "gateway-state"
-
-[mqtt]
-url = "{mqtt_url}"
-batch_max_age_s = 0.5
-{devices}"""
 
 
 async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
@@ -82,21 +57,31 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             log.info("embedded %s broker: %s", broker.kind, mqtt_url)
         result = await asyncio.to_thread(migrate, database_url)
         log.info("database at migration %d (%s storage)", result.current, result.storage)
-        async with MeterSimulator(count=options.meters, port=options.modbus_port) as simulator:
-            config_path = data / "gateway.toml"
-            config_path.write_text(
-                gateway_toml(mqtt_url, simulator.port, options.meters, options.interval_s)
+        simulator = ParkSimulator(
+            load_scenario(options.scenario),
+            base_port=options.modbus_port,
+            clock=SimClock(speed=options.speed),
+        )
+        async with simulator:
+            paths = simulator.gateway_configs(
+                data / "gateways", mqtt_url=mqtt_url, interval_s=options.interval_s
             )
-            config = load_config(config_path)
+            configs = [load_config(path) for path in paths]
+            park = simulator.park
             url = f"http://{options.host}:{options.port}/"
             sys.stdout.write(
-                f"\nZayton demo is running: open {url}\n"
+                f"\nZayton demo is running: park {park.scenario.park.id}, {len(park.firms)} firms, "
+                f"{len(park.devices)} devices behind {len(configs)} gateways, "
+                f"{options.speed:g}x real time\n"
+                f"  open {url}\n"
                 f"  latest readings: {url}v1/readings/latest   API docs: {url}docs\n"
                 "  Ctrl-C stops everything.\n\n"
             )
             sys.stdout.flush()
             async with asyncio.TaskGroup() as group:
-                group.create_task(run_gateway(config, stop), name="gateway")
+                for config in configs:
+                    name = f"gateway {config.gateway.id}"
+                    group.create_task(run_gateway(config, stop), name=name)
                 group.create_task(
                     run_ingester(
                         IngestSettings(
