@@ -80,7 +80,36 @@ def make_client(
     return client
 
 
-class Publisher:
+class _Session:
+    """What publisher and subscriber share: a paho client whose network thread runs beside the
+    asyncio loop that entered it, and hands events over to that loop."""
+
+    def __init__(self, settings: BrokerSettings, client: paho.Client) -> None:
+        self._settings = settings
+        self._client = client
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _start(self) -> None:
+        """Connect in the background (paho retries until the broker answers)."""
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(
+            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
+        )
+        self._client.loop_start()
+
+    def _refused(self, reason_code: ReasonCode) -> bool:
+        """Log a refused connection; for ``on_connect``."""
+        if reason_code.is_failure:
+            log.error("broker %s refused the connection: %s", self._settings.url(), reason_code)
+        return bool(reason_code.is_failure)
+
+    def _call(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the loop; safe from paho's network thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback)
+
+
+class Publisher(_Session):
     """QoS 1 publishing that completes on PUBACK, at most ``max_in_flight`` messages unacknowledged.
 
     With ``status_topic``, ``online`` and ``offline`` (all three or none) the publisher announces
@@ -105,14 +134,12 @@ class Publisher:
             self._status = (status_topic, online, offline)
         elif (status_topic, online, offline) != (None, None, None):
             raise ValueError("give status_topic, online and offline together, or none of them")
-        self._settings = settings
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._unslotted: set[int] = set()
         """Pending messages sent without taking a slot (the offline status on exit)."""
         self._slots = asyncio.Semaphore(max_in_flight)
         self._idle = asyncio.Event()
         self._idle.set()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -122,7 +149,7 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        self._client = client
+        super().__init__(settings, client)
 
     @property
     def in_flight(self) -> int:
@@ -130,11 +157,7 @@ class Publisher:
         return len(self._pending)
 
     async def __aenter__(self) -> Self:
-        self._loop = asyncio.get_running_loop()
-        self._client.connect_async(
-            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
-        )
-        self._client.loop_start()
+        self._start()
         return self
 
     async def __aexit__(
@@ -235,8 +258,7 @@ class Publisher:
         reason_code: ReasonCode,
         properties: object,
     ) -> None:
-        if reason_code.is_failure:
-            log.error("broker %s refused the connection: %s", self._settings.url(), reason_code)
+        if self._refused(reason_code):
             return
         log.info("connected to %s", self._settings.url())
         if self._status is not None:
@@ -268,10 +290,6 @@ class Publisher:
         # Called with paho's message mutex held: take no lock here, hand over to the loop.
         self._call(lambda: self._acknowledged(mid))
 
-    def _call(self, callback: Callable[[], object]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(callback)
-
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -281,7 +299,7 @@ class Message:
     qos: int
 
 
-class Subscriber:
+class Subscriber(_Session):
     """QoS 1 subscriptions whose messages are acknowledged only when the caller says so.
 
     Messages are acknowledged with PUBACK by :meth:`ack`, once their content is safe (paho's
@@ -298,11 +316,9 @@ class Subscriber:
         filters: list[str],
         max_pending: int = 2000,
     ) -> None:
-        self._settings = settings
         self._filters = filters
         self._slots = threading.BoundedSemaphore(max_pending)
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.subscribed = asyncio.Event()
         client = make_client(settings, client_id=client_id, manual_ack=True)
@@ -310,14 +326,10 @@ class Subscriber:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
-        self._client = client
+        super().__init__(settings, client)
 
     async def __aenter__(self) -> Self:
-        self._loop = asyncio.get_running_loop()
-        self._client.connect_async(
-            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
-        )
-        self._client.loop_start()
+        self._start()
         return self
 
     async def __aexit__(
@@ -362,8 +374,7 @@ class Subscriber:
         reason_code: ReasonCode,
         properties: object,
     ) -> None:
-        if reason_code.is_failure:
-            log.error("broker %s refused the connection: %s", self._settings.url(), reason_code)
+        if self._refused(reason_code):
             return
         log.info("connected to %s, subscribing to %s", self._settings.url(), self._filters)
         client.subscribe([(f, 1) for f in self._filters])
@@ -399,7 +410,3 @@ class Subscriber:
             return
         message = Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
         self._call(lambda: self._queue.put_nowait(message))
-
-    def _call(self, callback: Callable[[], object]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(callback)
