@@ -61,8 +61,8 @@ async def backfill(
     for gateway_id, unit in park.gateways.items():
         history = history_gateway(gateway_id)
         topic = str(Topic(unit.firm.id, history, Stream.TELEMETRY, topic_root))
-        keys = [f"{unit.firm.id}/{device.name}" for device in unit.devices.values()]
-        streams.append((history, topic, keys))
+        devices = [(f"{unit.firm.id}/{d.name}", d.name) for d in unit.devices.values()]
+        streams.append((history, topic, devices))
     seq = dict.fromkeys((history for history, _, _ in streams), 0)
     pending: dict[str, list[ReadingTuple]] = {history: [] for history, _, _ in streams}
     steps = readings = messages = 0
@@ -84,10 +84,9 @@ async def backfill(
         if t > park.now:
             park.advance(t)
         ts = format_ts(datetime.fromtimestamp(t, UTC))
-        for history, topic, keys in streams:
+        for history, topic, devices in streams:
             batch = pending[history]
-            for key in keys:
-                name = key.split("/", 1)[1]
+            for key, name in devices:
                 batch.extend((name, point, ts, value, q) for point, value, q in park.poll(key))
             await flush(history, topic, batch_readings)
         steps += 1

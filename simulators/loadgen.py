@@ -15,21 +15,18 @@ timeout). A target beyond reach is reported, not hidden: the run still stops aft
 and the report gives the rate achieved. The encoder (``wire.payload.encode_telemetry``) is the
 hot spot; one process reaches roughly 150-250 thousand readings/s on a two-core machine.
 
-Run it with ``python -m simulators.loadgen --rate 200000 --duration 5``.
+Run it with ``zayton simulate loadgen --rate 200000 --duration 5``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 
@@ -369,46 +366,3 @@ async def generate(
         readings_per_s=readings / elapsed if elapsed > 0 else 0.0,
         acknowledged=acknowledged,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: publish a load plan and write its report as JSON to standard output."""
-    parser = argparse.ArgumentParser(prog="python -m simulators.loadgen", description=__doc__)
-    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
-    parser.add_argument("--rate", type=float, required=True, help="readings per second")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds")
-    parser.add_argument("--readings-per-message", type=int, default=500)
-    parser.add_argument("--gateways", type=int, default=10)
-    parser.add_argument("--devices-per-gateway", type=int, default=20)
-    parser.add_argument("--points-per-device", type=int, default=10)
-    parser.add_argument("--topic-root", default=DEFAULT_ROOT)
-    parser.add_argument("--site", default="loadgen")
-    parser.add_argument("--client-id", default="zayton-loadgen")
-    parser.add_argument("--max-in-flight", type=int, default=200)
-    parser.add_argument("--seq-start", type=int, default=1)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        plan = LoadPlan(
-            rate=args.rate,
-            duration_s=args.duration,
-            readings_per_message=args.readings_per_message,
-            gateways=args.gateways,
-            devices_per_gateway=args.devices_per_gateway,
-            points_per_device=args.points_per_device,
-            topic_root=args.topic_root,
-            site=args.site,
-            client_id=args.client_id,
-            max_in_flight=args.max_in_flight,
-            seq_start=args.seq_start,
-        )
-        settings = BrokerSettings.from_url(args.mqtt_url)
-    except ValueError as err:
-        parser.error(str(err))
-    report = asyncio.run(generate(settings, plan))
-    sys.stdout.write(json.dumps(asdict(report)) + "\n")
-    return 0 if report.acknowledged == report.messages else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -128,8 +128,9 @@ def _parse_write_multiple(frame: bytes) -> Request:
 _PARSERS: dict[int, Callable[[bytes], Request]] = {1: _parse_read, 2: _parse_read, 3: _parse_read}
 _PARSERS |= {4: _parse_read, 5: _parse_write_single, 6: _parse_write_single}
 _PARSERS |= {15: _parse_write_multiple, 16: _parse_write_multiple}
-_TABLE_OF = {1: Table.COILS, 2: Table.DISCRETE, 3: Table.HOLDING, 4: Table.INPUT}
-_TABLE_OF |= {5: Table.COILS, 6: Table.HOLDING, 15: Table.COILS, 16: Table.HOLDING}
+TABLE_OF: dict[int, Table] = {1: Table.COILS, 2: Table.DISCRETE, 3: Table.HOLDING, 4: Table.INPUT}
+"""The table each function code reads or writes."""
+TABLE_OF |= {5: Table.COILS, 6: Table.HOLDING, 15: Table.COILS, 16: Table.HOLDING}
 
 
 def _parse(function: int, frame: bytes) -> Request:
@@ -166,7 +167,7 @@ class RegisterMemory:
             table: array("B" if table in (Table.COILS, Table.DISCRETE) else "H", [0]) * size
             for table, size in sizes.items()
         }
-        self._by_function = {function: self._tables[t] for function, t in _TABLE_OF.items()}
+        self._by_function = {function: self._tables[t] for function, t in TABLE_OF.items()}
 
     def set_registers(self, table: Table | str, address: int, words: Sequence[int]) -> None:
         """Store ``words`` (0/1 for coils and discrete inputs) from ``address`` on."""

@@ -282,6 +282,16 @@ class _Measuring(Model):
         self._target = spec.measures
         self._key = stream(firm.seed, firm.spec.id, spec.name)
 
+    def _flow(self, site: float, quantity: str) -> float:
+        """What the meter sees of ``quantity`` (``gas_m3h``, ``steam_th``, ``water_m3h``): the
+        site's total, a boiler's, or the sum over the lines it measures."""
+        firm, target = self._firm, self._target
+        if target == "site":
+            return site
+        if target in firm.boilers:
+            return float(getattr(firm.boilers[target], quantity))
+        return sum(float(getattr(line, quantity)) for line in firm.lines_of(target))
+
 
 class Meter(_Measuring):
     def kw(self) -> float:
@@ -313,26 +323,14 @@ class Meter(_Measuring):
 
 class GasMeter(_Measuring):
     def evaluate(self, t: float) -> None:
-        firm, target = self._firm, self._target
-        if target == "site":
-            flow = firm.gas_m3h
-        elif target in firm.boilers:
-            flow = firm.boilers[target].gas_m3h
-        else:
-            flow = sum(line.gas_m3h for line in firm.lines_of(target))
+        flow = self._flow(self._firm.gas_m3h, "gas_m3h")
         self.gauges = {"gas_flow_m3h": flow}
         self.rates = {"gas_volume_m3": flow}
 
 
 class SteamMeter(_Measuring):
     def evaluate(self, t: float) -> None:
-        firm, target = self._firm, self._target
-        if target == "site":
-            flow = firm.steam_th
-        elif target in firm.boilers:
-            flow = firm.boilers[target].steam_th
-        else:
-            flow = sum(line.steam_th for line in firm.lines_of(target))
+        flow = self._flow(self._firm.steam_th, "steam_th")
         second = int(t)
         flowing = flow > 0
         self.gauges = {
@@ -345,11 +343,7 @@ class SteamMeter(_Measuring):
 
 class WaterMeter(_Measuring):
     def evaluate(self, t: float) -> None:
-        firm, target = self._firm, self._target
-        if target == "site":
-            flow = firm.water_m3h
-        else:
-            flow = sum(line.water_m3h for line in firm.lines_of(target))
+        flow = self._flow(self._firm.water_m3h, "water_m3h")
         self.gauges = {"water_flow_m3h": flow}
         self.rates = {"water_volume_m3": flow}
 

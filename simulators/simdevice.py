@@ -30,13 +30,12 @@ from simulators.faults import (
     Wrap,
     Zero,
 )
-from simulators.modbus_server import ModbusError, Silence, Table
+from simulators.modbus_server import TABLE_OF, ModbusError, Silence
 from simulators.noise import stream, uniform
 from simulators.physics import Model
 from simulators.shifts import local_day
 from wire.catalogue import Kind
 
-_FUNCTION_TABLE = {1: Table.COILS, 2: Table.DISCRETE, 3: Table.HOLDING, 4: Table.INPUT}
 _FLOATS = frozenset({DataType.FLOAT32, DataType.FLOAT64})
 DAILY_POINTS = {"pv_energy_daily_kwh": "pv_energy_total_kwh"}
 
@@ -330,7 +329,7 @@ class SimDevice:
         result = self._registers.memory.serve(function, address, count, values)
         if values is not None or not self._glitches or result is None:
             return result
-        table = _FUNCTION_TABLE.get(function)
+        table = TABLE_OF.get(function)
         answer = list(result)
         for name, glitch in list(self._glitches.items()):
             binding = self._registers.bindings[name]

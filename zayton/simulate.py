@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -105,7 +106,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument("--duration", type=float, default=10.0, help="seconds")
     load.add_argument("--batch", type=int, default=500, help="readings per message")
     load.add_argument("--gateways", type=int, default=10)
+    load.add_argument("--devices-per-gateway", type=int, default=20)
+    load.add_argument("--points-per-device", type=int, default=10)
     load.add_argument("--topic-root", default="zayton")
+    load.add_argument("--site", default="loadgen")
+    load.add_argument("--client-id", default="zayton-loadgen")
+    load.add_argument("--max-in-flight", type=int, default=200, help="unacknowledged messages")
+    load.add_argument("--seq-start", type=int, default=1, help="first sequence number")
 
     fault = actions.add_parser(
         "fault",
@@ -259,11 +266,13 @@ async def history(args: argparse.Namespace, stop: asyncio.Event) -> None:
         args.step,
     )
     settings = BrokerSettings.from_url(args.mqtt_url)
-    truth = Truth(park, args.truth_dir, interval_s=args.truth_interval) if args.truth_dir else None
+    truth = (
+        Truth(park, args.truth_dir, interval_s=args.truth_interval)
+        if args.truth_dir
+        else contextlib.nullcontext()
+    )
     async with Publisher(settings, client_id="zayton-backfill", max_in_flight=100) as publisher:
-        if truth is not None:
-            truth.__enter__()
-        try:
+        with truth:
             report = await backfill(
                 park,
                 publisher.send,
@@ -272,10 +281,7 @@ async def history(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 batch_readings=args.batch,
                 progress=Progress(end - start, label="backfill"),
             )
-            await publisher.drain()
-        finally:
-            if truth is not None:
-                truth.__exit__(None, None, None)
+        await publisher.drain()
     sys.stdout.write(
         f"backfill: {report.steps:,} steps, {report.readings:,} readings in "
         f"{report.messages:,} messages, {report.elapsed_s:.1f} s "
@@ -284,18 +290,30 @@ async def history(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 async def loadgen(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    plan = LoadPlan(
-        rate=args.rate,
-        duration_s=args.duration,
-        readings_per_message=args.batch,
-        gateways=args.gateways,
-        topic_root=args.topic_root,
-    )
+    try:
+        plan = LoadPlan(
+            rate=args.rate,
+            duration_s=args.duration,
+            readings_per_message=args.batch,
+            gateways=args.gateways,
+            devices_per_gateway=args.devices_per_gateway,
+            points_per_device=args.points_per_device,
+            topic_root=args.topic_root,
+            site=args.site,
+            client_id=args.client_id,
+            max_in_flight=args.max_in_flight,
+            seq_start=args.seq_start,
+        )
+    except ValueError as err:
+        raise ConfigError(f"loadgen: {err}") from None
     report = await generate(BrokerSettings.from_url(args.mqtt_url), plan, stop)
     sys.stdout.write(
         f"loadgen: {report.readings:,} readings in {report.messages:,} messages, "
-        f"{report.elapsed_s:.1f} s, {report.readings_per_s:,.0f} readings/s\n"
+        f"{report.elapsed_s:.1f} s, {report.readings_per_s:,.0f} readings/s, "
+        f"{report.acknowledged:,} messages acknowledged\n"
     )
+    if report.acknowledged != report.messages:
+        raise ServiceError(f"{report.messages - report.acknowledged} message(s) unacknowledged")
 
 
 def control_client(args: argparse.Namespace) -> int:
