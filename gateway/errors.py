@@ -20,6 +20,8 @@ class Where:
 
 
 class DeviceError(Exception):
+    kind = "error"
+
     def __init__(self, detail: str, where: Where) -> None:
         super().__init__(f"{where}: {detail}")
         self.where = where
@@ -28,13 +30,19 @@ class DeviceError(Exception):
 class DeviceTimeout(DeviceError):
     """No answer within the device's timeout."""
 
+    kind = "timeout"
+
 
 class DeviceUnreachable(DeviceError):
-    """The TCP connection could not be opened or was lost."""
+    """The connection could not be opened or was lost."""
+
+    kind = "unreachable"
 
 
 class DeviceException(DeviceError):
     """The device answered with a Modbus exception code."""
+
+    kind = "exception"
 
     def __init__(self, code: int, where: Where) -> None:
         super().__init__(f"exception code {code}", where)

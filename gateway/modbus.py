@@ -1,7 +1,12 @@
-"""The only module that talks pymodbus: one TCP link per endpoint, shared by its unit ids.
+"""The only module that talks pymodbus: one link per bus, shared by the devices on it.
 
-Serial-to-Ethernet converters put many unit ids behind one TCP port and answer one request at a
-time, so every device behind an endpoint shares one :class:`TcpLink` and its lock.
+A bus is what answers one request at a time: a serial line (RTU), or one TCP endpoint (a device,
+or a serial-to-Ethernet converter with many unit ids behind it, speaking Modbus TCP or passing
+RTU frames through). Every device on a bus shares one :class:`Link`, its connection and its lock,
+so requests never interleave on the wire.
+
+Only read function codes (01-04) can be sent: :meth:`Link.read` has no other path, and
+:data:`READ_FUNCTIONS` is checked when a plan is bound to a link.
 """
 
 from __future__ import annotations
@@ -9,53 +14,76 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
+from gateway.config import DeviceSection
 from gateway.errors import DeviceException, DeviceTimeout, DeviceUnreachable, Where
 from profiles.plan import ReadRequest
 
 log = logging.getLogger(__name__)
 
+READ_FUNCTIONS = frozenset({1, 2, 3, 4})
+"""The function codes the gateway sends: read coils, discrete inputs, holding, input registers."""
 
-class ModbusLink(Protocol):
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
+def _client(device: DeviceSection, timeout_s: float) -> Client:
+    # retries=0: the gateway's scheduler decides what to do after a failure; the library's
+    # default of three retries with a 3 s timeout would block a dead device for ~12 s.
+    # reconnect_delay=0: connections are opened on demand by read(); the library's own
+    # reconnect task would race with it and swallows cancellation at shutdown.
+    if device.transport == "rtu":
+        assert device.serial_port is not None  # noqa: S101 - checked by the config model
+        return AsyncModbusSerialClient(
+            device.serial_port,
+            framer=FramerType.RTU,
+            baudrate=device.baudrate,
+            bytesize=device.bytesize,
+            parity=device.parity,
+            stopbits=device.stopbits,
+            timeout=timeout_s,
+            retries=0,
+            reconnect_delay=0,
+        )
+    assert device.host is not None  # noqa: S101 - checked by the config model
+    return AsyncModbusTcpClient(
+        device.host,
+        port=device.port,
+        framer=FramerType.RTU if device.transport == "rtu-tcp" else FramerType.SOCKET,
+        timeout=timeout_s,
+        retries=0,
+        reconnect_delay=0,
+    )
+
+
+class Link:
+    """One bus: a connection opened on demand, one request at a time."""
+
+    def __init__(self, devices: Sequence[DeviceSection]) -> None:
+        first = devices[0]
+        self.endpoint = first.bus.split(":", 1)[1]
+        # The library's own timeout only backs up ours (asyncio.timeout around every request).
+        self._client = _client(first, max(d.timeout_s for d in devices) + 1.0)
+        self._connect_pause_s = 0.0
+        self._lock = asyncio.Lock()
+        self.connects = 0
+
+    def pause_after_connect(self, seconds: float) -> None:
+        """Wait this long after opening the connection (the longest any device on it asks for)."""
+        self._connect_pause_s = max(self._connect_pause_s, seconds)
+
     async def read(self, request: ReadRequest, unit_id: int, timeout_s: float) -> Sequence[int]:
         """The words (or bits as 0/1) of one read request."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class TcpLink:
-    def __init__(self, host: str, port: int) -> None:
-        self.endpoint = f"{host}:{port}"
-        # retries=0: the gateway's scheduler decides what to do after a failure; the library's
-        # default of three retries with a 3 s timeout would block a dead device for ~12 s.
-        # reconnect_delay=0: connections are opened on demand by read(); the library's own
-        # reconnect task would race with it and swallows cancellation at shutdown.
-        self._client = AsyncModbusTcpClient(
-            host, port=port, timeout=1, retries=0, reconnect_delay=0
-        )
-        self._lock = asyncio.Lock()
-
-    async def _connected(self, request: ReadRequest, unit_id: int) -> None:
-        if self._client.connected:
-            return
-        if not await self._client.connect():
-            raise DeviceUnreachable(
-                "connection refused or timed out",
-                Where(self.endpoint, unit_id, request.function_code, request.address),
-            )
-
-    async def read(self, request: ReadRequest, unit_id: int, timeout_s: float) -> Sequence[int]:
         where = Where(self.endpoint, unit_id, request.function_code, request.address)
         async with self._lock:
             try:
                 async with asyncio.timeout(timeout_s):
-                    await self._connected(request, unit_id)
+                    await self._connected(where)
                     response = await self._call(request, unit_id)
             except TimeoutError:
                 # A late answer would be taken for the next request's: start a fresh connection.
@@ -70,6 +98,15 @@ class TcpLink:
             return [int(bit) for bit in response.bits[: request.count]]
         return response.registers
 
+    async def _connected(self, where: Where) -> None:
+        if self._client.connected:
+            return
+        if not await self._client.connect():
+            raise DeviceUnreachable("connection refused or timed out", where)
+        self.connects += 1
+        if self._connect_pause_s:
+            await asyncio.sleep(self._connect_pause_s)
+
     async def _call(self, request: ReadRequest, unit_id: int) -> ModbusPDU:
         client, address, count = self._client, request.address, request.count
         match request.function_code:
@@ -79,8 +116,23 @@ class TcpLink:
                 return await client.read_discrete_inputs(address, count=count, device_id=unit_id)
             case 3:
                 return await client.read_holding_registers(address, count=count, device_id=unit_id)
-            case _:
+            case 4:
                 return await client.read_input_registers(address, count=count, device_id=unit_id)
+            case other:
+                raise ValueError(f"function code {other} is not a read; the gateway only reads")
+
+    async def disconnect(self) -> None:
+        """Close the connection now (it reopens on the next read)."""
+        async with self._lock:
+            self._client.close()
 
     async def close(self) -> None:
         self._client.close()
+
+
+def links_for(devices: Sequence[DeviceSection]) -> dict[str, Link]:
+    """One link per bus of ``devices``, keyed by :attr:`DeviceSection.bus`."""
+    by_bus: dict[str, list[DeviceSection]] = {}
+    for device in devices:
+        by_bus.setdefault(device.bus, []).append(device)
+    return {bus: Link(members) for bus, members in by_bus.items()}

@@ -1,77 +1,98 @@
-"""The gateway service: pollers feed a bounded buffer, a forwarder publishes it in batches."""
+"""The gateway service: pollers store every poll in the outbox, a forwarder cuts batches from it
+by size and age and publishes them, and the status topic carries device health.
+
+Nothing leaves the outbox before the broker acknowledges it, so a lost connection, a broker
+restart or a killed gateway costs no reading: on the next connection (or start) the outbox is
+published again, oldest first, with the sequence numbers the batches were given when cut.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
+from wsgiref.simple_server import WSGIServer
 
-from gateway.buffer import ReadingBuffer
+from prometheus_client import start_http_server
+
 from gateway.config import GatewayConfig
-from gateway.modbus import TcpLink
-from gateway.poller import poll_forever
-from gateway.sequence import SequenceLease
+from gateway.metrics import GatewayCollector, registry_for
+from gateway.modbus import Link, links_for
+from gateway.outbox import Batch, Outbox
+from gateway.poller import DeviceReader, Histogram, poll_forever
 from wire.mqtt import Publisher
-from wire.payload import SCHEMA_VERSION, Status, encode_status, encode_telemetry
+from wire.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION, Status, encode_status
 from wire.topics import Stream, Topic
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 5.0
+HEALTH_CHECK_S = 1.0
 
 
 class Forwarder:
-    """Takes batches from the buffer by size and age and publishes them, a bounded number in
-    flight; each batch gets the next sequence number when it is cut, so numbers follow the order
-    in which batches are sent."""
+    """Publishes the outbox: first the batches a previous run cut and never saw acknowledged,
+    then new batches, each cut when ``batch_max_readings`` wait or the oldest has waited
+    ``batch_max_age_s``. At most ``max_in_flight`` batches are unacknowledged at once."""
 
-    def __init__(self, config: GatewayConfig, buffer: ReadingBuffer, publisher: Publisher) -> None:
+    def __init__(self, config: GatewayConfig, outbox: Outbox, publisher: Publisher) -> None:
         gateway, mqtt = config.gateway, config.mqtt
-        self._gateway_id = gateway.id
         self._topic = str(Topic(gateway.site, gateway.id, Stream.TELEMETRY, mqtt.topic_root))
-        self._buffer = buffer
+        self._outbox = outbox
         self._publisher = publisher
         self._max_readings = mqtt.batch_max_readings
         self._max_age_s = mqtt.batch_max_age_s
-        self._sequence = SequenceLease(config.state_dir / f"{gateway.id}.seq")
-        self._slots = asyncio.Semaphore(mqtt.max_in_flight)
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self.published = 0
 
     async def run(self) -> None:
+        for stored in list(self._outbox.stored_batches()):
+            await self._send(stored)
         while True:
-            await self._buffer.ready(self._max_readings, self._max_age_s)
-            if len(self._buffer):
-                await self._send_next()
+            await self._ready()
+            batch = self._outbox.cut(self._max_readings, MAX_PAYLOAD_BYTES)
+            if batch is not None:
+                await self._send(batch)
 
     async def drain(self) -> None:
-        """Publish what is left and wait for the acknowledgements."""
-        while len(self._buffer):
-            await self._send_next()
-        if self._in_flight:
-            await asyncio.wait(self._in_flight)
+        """Cut and publish what is left, and wait for the acknowledgements."""
+        while (batch := self._outbox.cut(self._max_readings, MAX_PAYLOAD_BYTES)) is not None:
+            await self._send(batch)
+        await self._publisher.drain()
 
-    async def _send_next(self) -> None:
-        await self._slots.acquire()
-        readings = self._buffer.take(self._max_readings)
-        payload = encode_telemetry(
-            self._gateway_id, self._sequence.next(), datetime.now(UTC), readings
-        )
-        task = asyncio.create_task(self._publish(payload), name="publish batch")
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+    async def _ready(self) -> None:
+        outbox = self._outbox
+        while True:
+            if outbox.uncut_readings >= self._max_readings:
+                return
+            oldest = outbox.oldest_uncut()
+            left = None if oldest is None else oldest + self._max_age_s - time.time()
+            if left is not None and left <= 0:
+                return
+            outbox.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await outbox.changed.wait()
 
-    async def _publish(self, payload: bytes) -> None:
-        try:
-            await self._publisher.publish(self._topic, payload)
-            self.published += 1
-        finally:
-            self._slots.release()
+    async def _send(self, batch: Batch) -> None:
+        ack = await self._publisher.send(self._topic, batch.payload)
+        seq, outbox = batch.seq, self._outbox
+
+        def acknowledged(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                outbox.acknowledge(seq)
+
+        ack.add_done_callback(acknowledged)
 
 
-def status_payload(config: GatewayConfig, state: str) -> bytes:
+def status_payload(
+    config: GatewayConfig,
+    state: str,
+    readers: Sequence[DeviceReader] = (),
+    outbox: Outbox | None = None,
+) -> bytes:
     gateway = config.gateway
     return encode_status(
         Status(
@@ -79,62 +100,161 @@ def status_payload(config: GatewayConfig, state: str) -> bytes:
             gateway=gateway.id,
             state="online" if state == "online" else "offline",
             ts=datetime.now(UTC),
+            site=gateway.site,
             firm=gateway.firm,
             uplink=gateway.uplink,
             software=f"zayton-gateway {version('zayton')}",
+            devices=[reader.health.status() for reader in readers],
+            alarms=outbox.alarms() if outbox is not None else [],
+            outbox_batches=outbox.batches if outbox is not None else None,
         )
     )
+
+
+async def report_health(
+    config: GatewayConfig, readers: Sequence[DeviceReader], outbox: Outbox, publisher: Publisher
+) -> None:
+    """Republish the retained status when a device changes state or an alarm changes, and
+    every ``status_interval_s`` anyway."""
+    interval = config.gateway.status_interval_s
+    last_sent, last_alarms = time.monotonic(), outbox.alarms()
+    while True:
+        await asyncio.sleep(HEALTH_CHECK_S)
+        changed = any(reader.health.changed for reader in readers)
+        alarms = outbox.alarms()
+        if not changed and alarms == last_alarms and time.monotonic() - last_sent < interval:
+            continue
+        for reader in readers:
+            reader.health.changed = False
+        if alarms != last_alarms:
+            for alarm in set(alarms) - set(last_alarms):
+                log.error("alarm: %s", alarm)
+        last_sent, last_alarms = time.monotonic(), alarms
+        await publisher.update_status(status_payload(config, "online", readers, outbox))
+
+
+def open_outbox(config: GatewayConfig) -> Outbox:
+    gateway, settings = config.gateway, config.outbox
+    return Outbox(
+        config.state_dir / f"{gateway.id}.outbox.sqlite",
+        gateway.id,
+        max_bytes=int(settings.max_mb * 1_000_000),
+        when_full=settings.when_full,
+        sync=settings.sync,
+        legacy_seq=config.state_dir / f"{gateway.id}.seq",
+    )
+
+
+def bind_readers(
+    config: GatewayConfig, outbox: Outbox
+) -> tuple[dict[str, Link], list[DeviceReader]]:
+    """One link per bus and one reader per device, counters restored from the outbox."""
+    links = links_for([device.config for device in config.devices])
+    states = outbox.counter_states()
+    readers = []
+    for device in config.devices:
+        link = links[device.config.bus]
+        link.pause_after_connect(device.quirks.connect_pause_s or 0.0)
+        readers.append(DeviceReader(device, link, states.get(device.name)))
+    return links, readers
 
 
 async def run_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
-    """Poll and publish until ``stop`` is set, then drain the buffer and disconnect."""
+    """Poll and publish until ``stop`` is set, then drain what it can and disconnect.
+
+    What is not acknowledged by then stays in the outbox for the next start.
+    """
     gateway, mqtt = config.gateway, config.mqtt
-    buffer = ReadingBuffer(mqtt.buffer_max_readings)
-    links: dict[tuple[str, int], TcpLink] = {}
-    for device in config.devices:
-        key = (device.config.host, device.config.port)
-        links.setdefault(key, TcpLink(*key))
+    outbox = open_outbox(config)
+    links, readers = bind_readers(config, outbox)
+    status_topic = str(Topic(gateway.site, gateway.id, Stream.STATUS, mqtt.topic_root))
     publisher = Publisher(
         mqtt.broker,
         client_id=mqtt.client_id or f"zayton-gw-{gateway.site}-{gateway.id}",
-        status_topic=str(Topic(gateway.site, gateway.id, Stream.STATUS, mqtt.topic_root)),
-        online=status_payload(config, "online"),
+        status_topic=status_topic,
+        online=status_payload(config, "online", readers, outbox),
         offline=status_payload(config, "offline"),
         max_in_flight=mqtt.max_in_flight,
     )
-    async with publisher:
-        forwarder = Forwarder(config, buffer, publisher)
-        tasks = [
-            asyncio.create_task(
-                poll_forever(d, links[d.config.host, d.config.port], buffer.put),
-                name=f"poll {d.name}",
+    lag = Histogram()
+    metrics_server: WSGIServer | None = None
+    try:
+        async with publisher:
+            if gateway.metrics_port is not None:
+                collector = GatewayCollector(gateway.id, readers, outbox, publisher, lag)
+                metrics_server, _ = start_http_server(
+                    gateway.metrics_port, gateway.metrics_host, registry_for(collector)
+                )
+                log.info("metrics on http://%s:%d/metrics", *metrics_server.server_address[:2])
+            forwarder = Forwarder(config, outbox, publisher)
+            await _run(
+                config,
+                stop,
+                readers=readers,
+                outbox=outbox,
+                publisher=publisher,
+                forwarder=forwarder,
+                lag=lag,
             )
-            for d in config.devices
-        ]
-        tasks.append(asyncio.create_task(forwarder.run(), name="forward"))
-        log.info(
-            "gateway %s/%s polling %d device(s), publishing to %s",
-            gateway.site,
-            gateway.id,
-            len(config.devices),
-            mqtt.broker.url(),
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+        for link in links.values():
+            await link.close()
+        if outbox.batches or outbox.uncut_readings:
+            log.warning(
+                "stopping with %d batch(es) and %d uncut reading(s) in the outbox; they are sent "
+                "on the next start",
+                outbox.batches,
+                outbox.uncut_readings,
+            )
+        outbox.close()
+
+
+async def _run(
+    config: GatewayConfig,
+    stop: asyncio.Event,
+    *,
+    readers: list[DeviceReader],
+    outbox: Outbox,
+    publisher: Publisher,
+    forwarder: Forwarder,
+    lag: Histogram,
+) -> None:
+    gateway = config.gateway
+    tasks = [
+        asyncio.create_task(
+            poll_forever(reader, outbox.add, may_poll=outbox.accepting, lag=lag),
+            name=f"poll {reader.device.name}",
         )
-        try:
-            stopped = asyncio.create_task(stop.wait(), name="stop")
-            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopped:
-                    task.result()  # a poller or the forwarder died: raise its error
-        finally:
-            for task in [*tasks, stopped]:
-                task.cancel()
-            _, stuck = await asyncio.wait([*tasks, stopped], timeout=DRAIN_TIMEOUT_S)
-            for task in stuck:
-                log.error("task %r did not stop within %.0f s", task.get_name(), DRAIN_TIMEOUT_S)
+        for reader in readers
+    ]
+    tasks.append(asyncio.create_task(forwarder.run(), name="forward"))
+    tasks.append(
+        asyncio.create_task(report_health(config, readers, outbox, publisher), name="health")
+    )
+    log.info(
+        "gateway %s/%s polling %d device(s), publishing to %s",
+        gateway.site,
+        gateway.id,
+        len(readers),
+        config.mqtt.broker.url(),
+    )
+    stopped = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopped:
+                task.result()  # a poller or the forwarder died: raise its error
+    finally:
+        for task in [*tasks, stopped]:
+            task.cancel()
+        _, stuck = await asyncio.wait([*tasks, stopped], timeout=DRAIN_TIMEOUT_S)
+        for task in stuck:
+            log.error("task %r did not stop within %.0f s", task.get_name(), DRAIN_TIMEOUT_S)
+        if publisher.connected.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_TIMEOUT_S):
                     await forwarder.drain()
-            if len(buffer):
-                log.warning("stopping with %d readings unpublished", len(buffer))
-            for link in links.values():
-                await link.close()
+        outbox.flush()

@@ -46,6 +46,7 @@ __all__ = [
     "decoder",
     "encode",
     "encoder",
+    "layout",
     "register_count",
 ]
 
@@ -156,6 +157,16 @@ def register_count(enc: Encoding) -> int:
     if enc.type is DataType.STRING and enc.length is not None:
         return enc.length
     return _FIXED[enc.type][1]
+
+
+def layout(dtype: DataType, order: WordOrder) -> tuple[struct.Struct, bool]:
+    """The struct that unpacks a value of a fixed-size type from bytes, and whether the words must
+    be packed into those bytes little-endian (CDAB, BADC) rather than big-endian (ABCD, DCBA).
+
+    For code that decodes a whole answer at once: pack its words both ways once, then
+    ``unpack_from`` each value at twice its register offset.
+    """
+    return _STRUCTS[dtype, order][1], _ENDIAN[order][0] == "<"
 
 
 def _bad_words(words: Sequence[int], enc: Encoding) -> ValueError:

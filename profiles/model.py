@@ -9,6 +9,11 @@ simulators encode their state with it. A profile is TOML::
     source = "where the register map comes from"
     word_order = "ABCD"          # default for every point
 
+    [quirks]                     # optional: how this kind of device wants to be read
+    max_registers = 64           # words per request (the protocol allows 125)
+    holes = [{ table = "holding", first = 30, last = 39 }]   # never read: they raise exceptions
+    request_pause_s = 0.05       # wait between two requests to the device
+
     [[points]]
     name = "voltage_l1_v"        # from the metric catalogue, or a device tag of the same form
     table = "input"              # holding | input | coil | discrete
@@ -56,6 +61,13 @@ class Point(_Model):
     min: float | None = None
     """Plausible range: a value outside it is published with quality "uncertain"."""
     max: float | None = None
+    rollover: Annotated[float, Field(gt=0)] | None = None
+    """Counters: the value at which the register starts again from zero, in engineering units
+    (100000000 for a display of 99999999.9 kWh). Unsigned registers default to their full range
+    (2**32 * scale for uint32); float and signed registers never roll over."""
+    max_per_hour: Annotated[float, Field(gt=0)] | None = None
+    """Counters: the largest increase per hour the device can physically make (its rated power,
+    say); a bigger step is quarantined as a jump instead of being counted."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -67,6 +79,10 @@ class Point(_Model):
             raise ValueError("scale must be a finite, non-zero number")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
+        if (self.rollover is not None or self.max_per_hour is not None) and (
+            self.kind_or_catalogue is not Kind.COUNTER
+        ):
+            raise ValueError("rollover and max_per_hour apply to counters only")
         known = metric(self.name)
         if known is not None:
             if self.unit is not None and self.unit != known.unit:
@@ -85,16 +101,67 @@ class Point(_Model):
         known = metric(self.name)
         return known.kind if known is not None else (self.kind or Kind.GAUGE)
 
+    def modulus(self) -> float | None:
+        """The counter's modulus in engineering units: ``rollover`` or the register's range."""
+        if self.rollover is not None:
+            return self.rollover
+        if self.type not in (DataType.UINT16, DataType.UINT32, DataType.UINT64):
+            return None  # floats never wrap; a signed counter going negative is not a wrap
+        return float(1 << (16 * self.words())) * abs(self.scale)
+
     def encoding(self, default_order: WordOrder) -> Encoding:
-        return Encoding(
-            type=self.type, order=self.order or default_order, length=self.length, bit=self.bit
-        )
+        # A coil or discrete input arrives as one 0/1 value per address: no bytes to reorder.
+        order = WordOrder.ABCD if self.table in BIT_TABLES else self.order or default_order
+        return Encoding(type=self.type, order=order, length=self.length, bit=self.bit)
 
     def words(self) -> int:
         """How many registers (or bits, in a bit table) the point occupies."""
         if self.table in BIT_TABLES:
             return 1
         return register_count(self.encoding(WordOrder.ABCD))
+
+
+class Hole(_Model):
+    """Addresses a device answers with an exception: a request must never include them."""
+
+    table: Table = "holding"
+    first: Annotated[int, Field(ge=0, le=0xFFFF)]
+    last: Annotated[int, Field(ge=0, le=0xFFFF)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.last < self.first:
+            raise ValueError(f"hole ends ({self.last}) before it starts ({self.first})")
+        return self
+
+    def overlaps(self, table: str, start: int, end: int) -> bool:
+        """Whether addresses ``start`` (inclusive) to ``end`` (exclusive) of ``table`` touch it."""
+        return table == self.table and start <= self.last and self.first < end
+
+
+class Quirks(_Model):
+    """How a device wants to be read. A profile sets them for its kind of device; a device in a
+    gateway config may override any of them (``None`` means: keep the profile's, or the default).
+    """
+
+    max_registers: Annotated[int, Field(ge=1, le=125)] | None = None
+    """Words per request; many meters refuse more than 32 or 64 although the protocol allows 125."""
+    max_gap: Annotated[int, Field(ge=0, le=125)] | None = None
+    """Unused words a request may read through to save a round trip (default 8)."""
+    holes: tuple[Hole, ...] | None = None
+    one_request_per_point: bool | None = None
+    """Read every point with its own request (devices that refuse multi-point reads)."""
+    connect_pause_s: Annotated[float, Field(ge=0, le=30)] | None = None
+    """Wait after opening a connection before the first request (slow TCP converters)."""
+    request_pause_s: Annotated[float, Field(ge=0, le=30)] | None = None
+    """Wait between two requests to this device."""
+    close_after_poll: bool | None = None
+    """Close the connection after every poll (devices that allow one short connection)."""
+
+    def over(self, base: Quirks) -> Quirks:
+        """These quirks, with ``base`` filling what they leave unset."""
+        mine = self.model_dump(exclude_none=True)
+        return base.model_copy(update={k: getattr(self, k) for k in mine})
 
 
 class ProfileHeader(_Model):
@@ -109,6 +176,7 @@ class ProfileHeader(_Model):
 
 class Profile(_Model):
     profile: ProfileHeader
+    quirks: Quirks = Quirks()
     points: Annotated[list[Point], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -118,6 +186,11 @@ class Profile(_Model):
             if point.name in names:
                 raise ValueError(f"point {point.name!r} is defined twice")
             names.add(point.name)
+            for hole in self.quirks.holes or ():
+                if hole.overlaps(point.table, point.address, point.address + point.words()):
+                    raise ValueError(
+                        f"point {point.name!r} lies in the hole {hole.first}-{hole.last}"
+                    )
         return self
 
     @property

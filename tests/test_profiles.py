@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from profiles.codec import DataType
 from profiles.files import ConfigError
-from profiles.model import Profile, library, load_profile
+from profiles.model import Point, Profile, library, load_profile
 from profiles.plan import PlanError, plan_reads
 from wire.catalogue import Kind, metric
 from wire.payload import Quality
@@ -183,6 +184,11 @@ EXPECTED_REQUESTS: dict[str, list[tuple[int, int, int]]] = {
     "zayton-boiler": [(3, 0, 9), (4, 0, 8)],
     "zayton-air-compressor": [(3, 0, 8)],
     "zayton-line-plc": [(2, 0, 1), (3, 0, 6)],
+    # Vendor meters: their register blocks lie further apart than 8, hence several requests.
+    "chint-dtsu666": [(3, 0x101E, 12), (3, 0x2006, 22), (3, 0x202A, 2), (3, 0x2044, 2)],
+    "eastron-sdm630": [(4, 0x00, 12), (4, 0x34, 24)],
+    "eastron-sdm120": [(4, 0x00, 14), (4, 0x18, 8), (4, 0x46, 6)],
+    "acrel-adw300": [(3, 20, 18), (3, 62, 4)],
 }
 
 
@@ -197,3 +203,28 @@ def test_library_profile_plans_to_the_expected_requests(
     plan = plan_reads(load_profile(ref))
     assert len(plan) == len(expected)
     assert [(r.function_code, r.address, r.count) for r in plan] == expected
+
+
+@pytest.mark.parametrize(
+    ("type_", "scale", "rollover", "modulus"),
+    [
+        ("uint16", 1.0, None, 65_536.0),
+        ("uint32", 0.01, None, 2**32 * 0.01),
+        ("uint64", 0.001, None, 2**64 * 0.001),
+        ("uint32", 0.1, 100_000_000.0, 100_000_000.0),  # a display of 99999999.9
+        ("float32", 1.0, None, None),
+        ("int32", 1.0, None, None),
+    ],
+)
+def test_counter_modulus_follows_the_register_or_the_rollover(
+    type_: str, scale: float, rollover: float | None, modulus: float | None
+) -> None:
+    point = Point(
+        name="energy_import_kwh", address=0, type=DataType(type_), scale=scale, rollover=rollover
+    )
+    assert point.modulus() == pytest.approx(modulus)
+
+
+def test_rollover_is_for_counters_only() -> None:
+    with pytest.raises(ValueError, match="counters only"):
+        Point(name="active_power_kw", address=0, type=DataType.UINT32, rollover=1000.0)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -60,8 +61,8 @@ def make_client(
 ) -> paho.Client:
     """A paho client (callback API 2, MQTT 3.1.1) configured from ``settings``, not connected.
 
-    Credentials and TLS come from the settings; reconnects back off from 1 to 30 s. With
-    ``manual_ack`` received QoS 1 messages are acknowledged only by ``client.ack()``.
+    Credentials and TLS come from the settings. With ``manual_ack`` received QoS 1 messages are
+    acknowledged only by ``client.ack()``.
     """
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
@@ -80,6 +81,15 @@ def make_client(
     return client
 
 
+def reconnect_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before reconnect ``attempt`` (1, 2, …): doubling from 1 s, capped at 30 s,
+    each wait drawn from its upper half so that a park's gateways do not return in step after
+    a broker restart."""
+    ceiling = min(RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S << min(max(attempt, 1) - 1, 16))
+    spread: float = (rng or random).uniform(0, ceiling / 2)
+    return ceiling / 2 + spread
+
+
 class _Session:
     """What publisher and subscriber share: a paho client whose network thread runs beside the
     asyncio loop that entered it, and hands events over to that loop."""
@@ -88,6 +98,24 @@ class _Session:
         self._settings = settings
         self._client = client
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._attempts = 0
+        self.reconnects = 0
+        """Connections lost (or attempts failed) since the session began."""
+        client.on_connect_fail = lambda client, userdata: self._lost()
+
+    def _lost(self) -> None:
+        """The connection is gone or could not be made: set the wait before paho's next try.
+
+        paho doubles its own delay without jitter; it is set here to one jittered delay per
+        attempt instead (min = max, so paho waits exactly that)."""
+        self._attempts += 1
+        self.reconnects += 1
+        delay = reconnect_delay(self._attempts)
+        # paho annotates the delays as int but sleeps for any number of seconds.
+        self._client.reconnect_delay_set(cast(int, delay), cast(int, delay))
+
+    def _connected(self) -> None:
+        self._attempts = 0
 
     def _start(self) -> None:
         """Connect in the background (paho retries until the broker answers)."""
@@ -142,7 +170,6 @@ class Publisher(_Session):
         self._idle.set()
         self._closed = False
         self.connected = asyncio.Event()
-        self.reconnects = 0
         will = None if self._status is None else LastWill(self._status[0], self._status[2])
         client = make_client(settings, client_id=client_id, will=will)
         client.max_inflight_messages_set(max_in_flight)
@@ -209,6 +236,15 @@ class Publisher(_Session):
             raise
         return self._track(mid)
 
+    async def update_status(self, online: bytes) -> None:
+        """Replace the retained ``online`` status (sent now and on every reconnect)."""
+        if self._status is None:
+            raise RuntimeError("this publisher was made without a status topic")
+        topic, _, offline = self._status
+        self._status = (topic, online, offline)
+        if self.connected.is_set():
+            await self.send(topic, online, retain=True)
+
     async def drain(self) -> None:
         """Wait until every message sent so far has been acknowledged."""
         await self._idle.wait()
@@ -260,6 +296,7 @@ class Publisher(_Session):
     ) -> None:
         if self._refused(reason_code):
             return
+        self._connected()
         log.info("connected to %s", self._settings.url())
         if self._status is not None:
             topic, online, _ = self._status
@@ -276,7 +313,7 @@ class Publisher(_Session):
     ) -> None:
         self._call(self.connected.clear)
         if reason_code.value != 0:
-            self.reconnects += 1
+            self._lost()
             log.warning("lost the broker (%s); reconnecting", reason_code)
 
     def _on_publish(
@@ -376,6 +413,7 @@ class Subscriber(_Session):
     ) -> None:
         if self._refused(reason_code):
             return
+        self._connected()
         log.info("connected to %s, subscribing to %s", self._settings.url(), self._filters)
         client.subscribe([(f, 1) for f in self._filters])
 
@@ -402,6 +440,7 @@ class Subscriber(_Session):
     ) -> None:
         self._call(self.subscribed.clear)
         if reason_code.value != 0 and not self._closing:
+            self._lost()
             log.warning("lost the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:

@@ -89,6 +89,27 @@ class Reading(_Strict):
     ts: AwareDatetime
     value: FiniteFloat | None
     quality: Quality = Quality.GOOD
+    delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    """Counters only: the consumption since the previous counted reading of this point, after
+    wrap, reset, replacement and glitch handling at the edge (docs/counters.md); absent when
+    nothing is counted with this reading."""
+
+
+EventKind = Literal["wrap", "reset", "replacement", "glitch", "jump"]
+
+
+class CounterEvent(_Strict):
+    """Something that happened to a counter, found at the edge (docs/counters.md)."""
+
+    device: DeviceName
+    point: PointName
+    ts: AwareDatetime
+    kind: EventKind
+    before: FiniteFloat | None = None
+    after: FiniteFloat | None = None
+    amount: FiniteFloat | None = None
+    """wrap: what was counted across it; jump: the quarantined step (not counted)."""
+    detail: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
 class Telemetry(_Strict):
@@ -97,6 +118,7 @@ class Telemetry(_Strict):
     seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
     sent_at: AwareDatetime
     readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS)]
+    events: Annotated[list[CounterEvent], Field(max_length=MAX_READINGS)] = []
 
     _version = field_validator("schema_version")(_check_version)
 
@@ -109,6 +131,19 @@ class Telemetry(_Strict):
         return self
 
 
+class DeviceStatus(_Strict):
+    """The health of one polled device, as its gateway sees it."""
+
+    name: DeviceName
+    state: Literal["online", "failing", "offline"]
+    """online: the last poll read everything; failing: the last poll lost some or all requests;
+    offline: several polls in a row read nothing, and the gateway now retries less often."""
+    profile: str | None = None
+    last_success: AwareDatetime | None = None
+    failures: Annotated[int, Field(ge=0)] = 0
+    error: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
 class Status(_Strict):
     """A gateway's retained state. Its last will carries the same model with state "offline"."""
 
@@ -116,9 +151,17 @@ class Status(_Strict):
     gateway: GatewayId
     state: Literal["online", "offline"]
     ts: AwareDatetime
+    site: GatewayId | None = None
     firm: str | None = None
     uplink: Uplink | None = None
     software: str | None = None
+    devices: Annotated[list[DeviceStatus], Field(max_length=MAX_READINGS)] = []
+    alarms: Annotated[
+        list[Annotated[str, StringConstraints(max_length=500)]], Field(max_length=100)
+    ] = []
+    """Conditions needing a person: a full outbox, readings dropped."""
+    outbox_batches: Annotated[int, Field(ge=0)] | None = None
+    """Batches stored and not yet acknowledged by the broker."""
 
     _version = field_validator("schema_version")(_check_version)
 

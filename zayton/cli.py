@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from api.app import ApiSettings
 from dashboards import LIVE
-from gateway.config import load_config
+from gateway.config import Device, DeviceSection, load_config
 from gateway.service import run_gateway
+from gateway.tools import candidates, probe, read_once, suggestion
 from ingest.migrate import Storage, migrate
 from ingest.service import IngestSettings, run_ingester
-from profiles.files import ConfigError
+from profiles.files import ConfigError, describe
 from zayton import simulate
 from zayton.demo import DemoOptions, run_demo
 from zayton.services import bind, report_user_errors, run_until_signalled, serve_api
@@ -44,6 +48,58 @@ def _mqtt_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MQT
         default=_env("ZAYTON_MQTT_URL", default),
         help="broker URL, mqtt://[user:pass@]host[:port] or mqtts://… (env ZAYTON_MQTT_URL)",
     )
+
+
+def _gateway_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gateway = commands.add_parser("gateway", help="the edge gateway").add_subparsers(
+        dest="gateway_command", required=True, metavar="ACTION"
+    )
+    gateway_run = gateway.add_parser(
+        "run",
+        help="poll the devices of a config file and publish to MQTT",
+        description="Poll every device of CONFIG on its interval and publish batches of "
+        "readings at QoS 1. Validate the file first with 'zayton check-config'.",
+    )
+    gateway_run.add_argument("config", type=Path, metavar="CONFIG")
+    read_once = gateway.add_parser(
+        "read-once",
+        help="read one device of a config once and print its decoded values",
+        description="Read every point of DEVICE exactly as 'gateway run' would and print the "
+        "engineering values, units and qualities; nothing is published.",
+    )
+    read_once.add_argument("config", type=Path, metavar="CONFIG")
+    read_once.add_argument("--device", required=True, help="device name in CONFIG")
+    probe = gateway.add_parser(
+        "probe",
+        help="read a 32-bit value in all four word orders and suggest the plausible one",
+        description="Read two registers and decode them as float32, int32 and uint32 in the "
+        "word orders ABCD, CDAB, BADC and DCBA. Give the range the value must lie in (for a "
+        "phase voltage, --range 180 260) and the order with a plausible value is suggested.",
+    )
+    probe.add_argument("--host", help="device or converter address (tcp, rtu-tcp)")
+    probe.add_argument("--port", type=int, default=502)
+    probe.add_argument("--serial-port", help="serial device for rtu, e.g. /dev/ttyUSB0")
+    probe.add_argument("--baudrate", type=int, default=9600)
+    probe.add_argument("--parity", choices=["N", "E", "O"], default="N")
+    probe.add_argument("--transport", choices=["tcp", "rtu", "rtu-tcp"], default="tcp")
+    probe.add_argument("--unit", type=int, default=1, help="unit id (default 1)")
+    probe.add_argument("--table", choices=["holding", "input"], default="holding")
+    probe.add_argument("--address", type=int, required=True, help="0-based register address")
+    probe.add_argument("--scale", type=float, default=1.0, help="multiply the raw value")
+    probe.add_argument(
+        "--range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=(-1e7, 1e7),
+        help="plausible engineering values (default -1e7 1e7)",
+    )
+    probe.add_argument(
+        "--expect",
+        type=float,
+        help="the value the device shows now (on its display, say): plausible means within 2%%",
+    )
+    probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,16 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate.add_parser(commands)
 
-    gateway = commands.add_parser("gateway", help="the edge gateway").add_subparsers(
-        dest="gateway_command", required=True, metavar="ACTION"
-    )
-    gateway_run = gateway.add_parser(
-        "run",
-        help="poll the devices of a config file and publish to MQTT",
-        description="Poll every device of CONFIG on its interval and publish batches of "
-        "readings at QoS 1. Validate the file first with 'zayton check-config'.",
-    )
-    gateway_run.add_argument("config", type=Path, metavar="CONFIG")
+    _gateway_parser(commands)
 
     ingest = commands.add_parser("ingest", help="the MQTT to PostgreSQL ingester").add_subparsers(
         dest="ingest_command", required=True, metavar="ACTION"
@@ -169,8 +216,73 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
+    if args.gateway_command == "probe":
+        return _probe(args)
     config = load_config(args.config)
+    if args.gateway_command == "read-once":
+        return _read_once(config.device(args.device))
     return run_until_signalled(lambda stop: run_gateway(config, stop))
+
+
+def _read_once(device: Device) -> int:
+    rows = asyncio.run(read_once(device))
+    out = sys.stdout
+    out.write(f"{device.name} ({device.profile.id}), unit {device.config.unit_id}\n")
+    for row in rows:
+        if row.error is not None:
+            out.write(f"  {row.point:<28} {row.where:<14} ERROR {row.error}\n")
+            continue
+        value = "-" if row.value is None else f"{row.value:.10g}"
+        quality = row.quality.value if row.quality is not None else ""
+        out.write(f"  {row.point:<28} {row.where:<14} {value:>14} {row.unit or '':<8} {quality}\n")
+    return 1 if any(row.error for row in rows) else 0
+
+
+def _probe_section(args: argparse.Namespace) -> DeviceSection:
+    return DeviceSection(
+        name="probe",
+        profile="-",
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        serial_port=args.serial_port,
+        baudrate=args.baudrate,
+        parity=args.parity,
+        unit_id=args.unit,
+        timeout_s=args.timeout,
+    )
+
+
+def _probe(args: argparse.Namespace) -> int:
+    try:
+        section = _probe_section(args)
+    except ValidationError as err:
+        raise ConfigError(describe(err, "probe options")) from None
+    words = asyncio.run(probe(section, args.table, args.address))
+    low, high = args.range
+    if args.expect is not None:
+        margin = max(abs(args.expect) * 0.02, 1e-9)
+        low, high = args.expect - margin, args.expect + margin
+    found = candidates(words, low=low, high=high, scale=args.scale)
+    out = sys.stdout
+    out.write(
+        f"{args.table} {args.address}-{args.address + 1}: {' '.join(f'0x{w:04X}' for w in words)}\n"
+    )
+    for candidate in found:
+        mark = "  plausible" if candidate.plausible else ""
+        out.write(
+            f"  {candidate.type.value:<8} {candidate.order.value}  {candidate.value:>16.6g}{mark}\n"
+        )
+    best = suggestion(found)
+    if best is None:
+        out.write(
+            f"no single word order gives a value in [{low:g}, {high:g}]: narrow --range, or "
+            "probe a register whose value you know\n"
+        )
+        return 1
+    types = ", ".join(c.type.value for c in found if c.plausible)
+    out.write(f'suggested: word_order = "{best.order.value}" ({types})\n')
+    return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
