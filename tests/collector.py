@@ -15,24 +15,44 @@ from wire.broker import BrokerSettings
 
 
 class Collector:
-    """A plain paho subscriber (clean session, QoS 1) that keeps every message it receives."""
+    """A plain paho subscriber (QoS 1) that keeps every message it receives.
 
-    def __init__(self, mqtt_url: str, topic_filter: str, client_id: str) -> None:
+    It subscribes again on every reconnect. With ``persistent`` its session outlives the
+    connection, so a broker that keeps sessions queues what arrives while it is away.
+    """
+
+    def __init__(
+        self, mqtt_url: str, topic_filter: str, client_id: str, *, persistent: bool = False
+    ) -> None:
         self.settings = BrokerSettings.from_url(mqtt_url)
         self.topic_filter = topic_filter
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent
+        )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=1)
+        self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
 
     def __enter__(self) -> Self:
         self._client.connect(self.settings.host, self.settings.port)
         self._client.loop_start()
-        self._client.subscribe(self.topic_filter, qos=1)
         assert self._subscribed.wait(10), "no SUBACK from the broker"
         return self
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        if not reason_code.is_failure:
+            client.subscribe(self.topic_filter, qos=1)
 
     def __exit__(
         self,
