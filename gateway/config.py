@@ -58,10 +58,6 @@ class MqttSection(_Model):
     url: str = "mqtt://127.0.0.1:1883"
     topic_root: str = DEFAULT_ROOT
     client_id: str | None = None
-    protocol: Literal["zayton", "sparkplug"] = "zayton"
-    """``zayton``: wire contract v1 (docs/wire-contract.md). ``sparkplug``: Sparkplug B 3.0 for
-    Sparkplug host applications, with ``sparkplug_group`` as its group id."""
-    sparkplug_group: GatewayId = "zayton"
     batch_max_readings: Annotated[int, Field(ge=1, le=MAX_READINGS)] = 1000
     batch_max_age_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     max_in_flight: Annotated[int, Field(ge=1, le=1000)] = 50

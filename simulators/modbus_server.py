@@ -11,6 +11,10 @@ Written from the specifications, not from another implementation:
 One listener serves many unit ids, like a serial-to-Ethernet converter. Devices are async so a
 simulator can inject faults: sleep (slow), raise ModbusError or Silence (no reply at all). Each
 connection is served in request order; connections are independent.
+
+:class:`ModbusPduServer` is the part that does not depend on the framing (devices by unit id, the
+PDU, exception responses, broadcast, counters): :class:`ModbusTcpServer` puts the MBAP framing
+around it, :mod:`simulators.modbus_rtu` the RTU framing of a serial line.
 """
 
 from __future__ import annotations
@@ -73,7 +77,6 @@ class Table(StrEnum):
 Request: TypeAlias = tuple[int, int, Sequence[int] | None]  # address, count, written values
 
 _MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
-_HEAD = struct.Struct(">HHHBB")  # MBAP + function code
 _PREFIX = struct.Struct(">HHH")  # the part of the MBAP header that frames the stream
 _PAIR = struct.Struct(">HH")  # address + quantity (or value)
 _MULTI = struct.Struct(">HHB")  # address + quantity + byte count
@@ -312,7 +315,82 @@ def _resume(coro: Coroutine[object, None, _T], waiting_on: object) -> Generator[
             return cast(_T, done.value)
 
 
-class ModbusTcpServer:
+class ModbusPduServer:
+    """Devices by unit id (1..255) answering requests whatever their framing: PDU parsing and
+    execution, exception responses, broadcast and the request counters.
+
+    A framing hands :meth:`respond` each request in the MBAP layout: the unit id at offset 6, the
+    PDU from offset 7. Unit id 0 is a broadcast: a write is executed on every device and nobody
+    replies. A unit id without a device is answered with exception 0x0B (gateway target device
+    failed to respond) when ``answer_absent_units``, else not at all.
+    """
+
+    def __init__(
+        self, devices: Mapping[int, ModbusDevice], *, answer_absent_units: bool = True
+    ) -> None:
+        bad = [unit for unit in devices if not 1 <= unit <= 255]
+        if bad:
+            raise ValueError(f"unit ids must be 1..255 (0 is broadcast), got {bad}")
+        self.devices = devices
+        self.answer_absent_units = answer_absent_units
+        self.requests = 0
+        self.registers_served = 0  # words answered to function 03 and 04
+        self.function_codes: Counter[int] = Counter()
+
+    async def respond(self, frame: bytes) -> bytes | None:
+        """The response PDU to the request in ``frame`` (MBAP layout); None means no reply."""
+        unit, function = frame[6], frame[7]
+        self.requests += 1
+        self.function_codes[function] += 1
+        if unit == 0:
+            await self._broadcast(function, frame)
+            return None
+        try:
+            return await self._execute(unit, function, frame)
+        except ModbusError as err:
+            return bytes((function | 0x80, err.code))
+        except Silence:
+            return None
+        except Exception:
+            logger.exception("unit %d failed on function %d", unit, function)
+            return bytes((function | 0x80, ExceptionCode.SERVER_DEVICE_FAILURE))
+
+    async def _execute(self, unit: int, function: int, frame: bytes) -> bytes:
+        device = self.devices.get(unit)
+        if device is None:
+            if not self.answer_absent_units:
+                raise Silence
+            raise ModbusError(ExceptionCode.GATEWAY_TARGET_FAILED)
+        address, count, values = _parse(function, frame)
+        result = await device.handle(function, address, count, values)
+        if values is not None:
+            return frame[7:12]  # a write echoes function, address and value or quantity
+        if result is None or len(result) != count:
+            logger.error("unit %d answered function %d with %r", unit, function, result)
+            raise ModbusError(ExceptionCode.SERVER_DEVICE_FAILURE)
+        if function >= 3:
+            self.registers_served += count
+            return bytes((function, 2 * count)) + _pack_words(result)
+        return bytes((function, (count + 7) // 8)) + _pack_bits(result)
+
+    async def _broadcast(self, function: int, frame: bytes) -> None:
+        try:
+            address, count, values = _parse(function, frame)
+        except ModbusError:
+            values = None
+        if values is None:
+            logger.debug("ignoring broadcast of function %d: not a valid write", function)
+            return
+        for unit, device in self.devices.items():
+            try:
+                await device.handle(function, address, count, values)
+            except (ModbusError, Silence) as err:
+                logger.debug("broadcast to unit %d: %r", unit, err)
+            except Exception:
+                logger.exception("unit %d failed on broadcast function %d", unit, function)
+
+
+class ModbusTcpServer(ModbusPduServer):
     """A Modbus TCP listener serving ``devices`` by unit id (1..255).
 
     An unknown unit id is answered with exception 0x0B, as a serial-to-Ethernet converter does.
@@ -322,17 +400,11 @@ class ModbusTcpServer:
     def __init__(
         self, devices: Mapping[int, ModbusDevice], *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
-        bad = [unit for unit in devices if not 1 <= unit <= 255]
-        if bad:
-            raise ValueError(f"unit ids must be 1..255 (0 is broadcast), got {bad}")
-        self.devices = devices
+        super().__init__(devices)
         self.host = host
         self._port = port
         self._server: asyncio.Server | None = None
         self.connections: set[_Connection] = set()
-        self.requests = 0
-        self.registers_served = 0  # words answered to function 03 and 04
-        self.function_codes: Counter[int] = Counter()
 
     @property
     def port(self) -> int:
@@ -367,51 +439,8 @@ class ModbusTcpServer:
 
     async def process(self, frame: bytes) -> bytes | None:
         """Answer one complete MBAP frame; None means no reply."""
-        transaction, _, _, unit, function = _HEAD.unpack_from(frame)
-        self.requests += 1
-        self.function_codes[function] += 1
-        if unit == 0:
-            await self._broadcast(function, frame)
+        pdu = await self.respond(frame)
+        if pdu is None:
             return None
-        try:
-            pdu = await self._execute(unit, function, frame)
-        except ModbusError as err:
-            pdu = bytes((function | 0x80, err.code))
-        except Silence:
-            return None
-        except Exception:
-            logger.exception("unit %d failed on function %d", unit, function)
-            pdu = bytes((function | 0x80, ExceptionCode.SERVER_DEVICE_FAILURE))
+        transaction, _, _, unit = _MBAP.unpack_from(frame)
         return _MBAP.pack(transaction, 0, len(pdu) + 1, unit) + pdu
-
-    async def _execute(self, unit: int, function: int, frame: bytes) -> bytes:
-        device = self.devices.get(unit)
-        if device is None:
-            raise ModbusError(ExceptionCode.GATEWAY_TARGET_FAILED)
-        address, count, values = _parse(function, frame)
-        result = await device.handle(function, address, count, values)
-        if values is not None:
-            return frame[7:12]  # a write echoes function, address and value or quantity
-        if result is None or len(result) != count:
-            logger.error("unit %d answered function %d with %r", unit, function, result)
-            raise ModbusError(ExceptionCode.SERVER_DEVICE_FAILURE)
-        if function >= 3:
-            self.registers_served += count
-            return bytes((function, 2 * count)) + _pack_words(result)
-        return bytes((function, (count + 7) // 8)) + _pack_bits(result)
-
-    async def _broadcast(self, function: int, frame: bytes) -> None:
-        try:
-            address, count, values = _parse(function, frame)
-        except ModbusError:
-            values = None
-        if values is None:
-            logger.debug("ignoring broadcast of function %d: not a valid write", function)
-            return
-        for unit, device in self.devices.items():
-            try:
-                await device.handle(function, address, count, values)
-            except (ModbusError, Silence) as err:
-                logger.debug("broadcast to unit %d: %r", unit, err)
-            except Exception:
-                logger.exception("unit %d failed on broadcast function %d", unit, function)
