@@ -151,13 +151,20 @@ class DeviceReader:
     """A device's read plan bound to its link, its counters and the JSON of its readings."""
 
     def __init__(
-        self, device: Device, link: Link, counters: Mapping[str, dict[str, object]] | None = None
+        self,
+        device: Device,
+        link: Link,
+        counters: Mapping[str, dict[str, object]] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` stamps the readings (Unix seconds); a simulation may give its own time."""
         for request in device.requests:
             if request.function_code not in READ_FUNCTIONS:
                 raise ValueError(f"{device.name}: function {request.function_code} is not a read")
         self.device = device
         self.link = link
+        self.clock = clock
         self.health = Health(device)
         config = device.config
         self._unit, self._timeout = config.unit_id, config.timeout_s
@@ -191,14 +198,14 @@ class DeviceReader:
     async def poll(self) -> Poll:
         """Read every request of the plan; a failed request costs only its own points."""
         device = self.device
-        started = datetime.now(UTC)
+        started = datetime.fromtimestamp(self.clock(), UTC)
         began = time.perf_counter()
         answers: list[tuple[float, list[tuple[float | None, Quality]]] | None] = []
         errors: list[DeviceError] = []
         for index, request in enumerate(device.requests):
             if index and self._pause:
                 await asyncio.sleep(self._pause)
-            at = time.time()
+            at = self.clock()
             try:
                 words = await self.link.read(request, self._unit, self._timeout)
                 answers.append((at, request.values(words)))
@@ -222,7 +229,8 @@ class DeviceReader:
             answer = answers[self._serial_slot[0]]
             if answer is not None:
                 found = answer[1][self._serial_slot[1]][0]
-                serial = None if found is None else int(found)
+                # 0 is no serial number: it is what a device answers in an all-zero glitch.
+                serial = int(found) if found else None
         parts: list[str] = []
         poll = Poll(device=name, body="", readings=0)
         for i, answer in enumerate(answers):
