@@ -15,7 +15,9 @@
     unit_id = 1
     interval_s = 5
 
-``zayton check-config`` runs exactly this path, so a file it accepts is a file the gateway runs.
+Sections ``[outbox]`` and per-device transports, quirks and counter settings are described in
+docs/gateway.md. ``zayton check-config`` runs exactly this path, so a file it accepts is a file
+the gateway runs.
 """
 
 from __future__ import annotations
