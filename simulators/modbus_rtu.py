@@ -35,7 +35,7 @@ from typing import Self
 
 import serial  # type: ignore[import-untyped]  # pyserial ships no type hints
 
-from simulators.modbus_server import ModbusDevice, ModbusPduServer
+from simulators.modbus_server import ModbusDevice, ModbusPduServer, TcpListener
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +323,10 @@ class _RtuConnection(asyncio.Protocol):
         self.line: _RtuLine
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    @property
+    def pending(self) -> asyncio.Task[None] | None:
+        return self.line.worker
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # noqa: S101 - create_server gives streams
         self.transport = transport
@@ -343,13 +347,15 @@ class _RtuConnection(asyncio.Protocol):
             self.transport.write(frame)
 
 
-class RtuOverTcpServer(ModbusPduServer):
+class RtuOverTcpServer(TcpListener):
     """Modbus RTU frames in a TCP stream, as a transparent serial-to-Ethernet converter passes
     them: a TCP listener whose every connection is an RTU line of its own.
 
     A unit id without a device is answered with exception 0x0B unless ``answer_absent_units``
     is False, which makes it silent as behind a converter that only forwards bytes.
     """
+
+    kind = "Modbus RTU-over-TCP"
 
     def __init__(
         self,
@@ -360,43 +366,8 @@ class RtuOverTcpServer(ModbusPduServer):
         answer_absent_units: bool = True,
         frame_gap_s: float = FRAME_GAP_S,
     ) -> None:
-        super().__init__(devices, answer_absent_units=answer_absent_units)
-        self.host = host
-        self._port = port
+        super().__init__(devices, host=host, port=port, answer_absent_units=answer_absent_units)
         self._frame_gap_s = frame_gap_s
-        self._server: asyncio.Server | None = None
-        self.connections: set[_RtuConnection] = set()
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError(f"the Modbus RTU-over-TCP server on {self.host} is not started")
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _RtuConnection(self, self._frame_gap_s), self.host, self._port
-        )
-        logger.info("Modbus RTU-over-TCP server listening on %s:%d", self.host, self.port)
-
-    async def stop(self) -> None:
-        """Close the listener and every client connection, and wait until they are gone."""
-        if self._server is None:
-            return
-        self._server.close()
-        connections = list(self.connections)
-        for connection in connections:
-            connection.transport.abort()
-        await self._server.wait_closed()
-        await asyncio.gather(*(connection.closed for connection in connections))
-        workers = [c.line.worker for c in connections if c.line.worker is not None]
-        await asyncio.gather(*workers, return_exceptions=True)
-        self._server = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def _connection(self) -> asyncio.Protocol:
+        return _RtuConnection(self, self._frame_gap_s)

@@ -235,6 +235,10 @@ class _Connection(asyncio.Protocol):
         self.worker: asyncio.Task[None] | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    @property
+    def pending(self) -> asyncio.Task[None] | None:
+        return self.worker
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # noqa: S101 - create_server gives streams
         self.transport = transport
@@ -390,32 +394,49 @@ class ModbusPduServer:
                 logger.exception("unit %d failed on broadcast function %d", unit, function)
 
 
-class ModbusTcpServer(ModbusPduServer):
-    """A Modbus TCP listener serving ``devices`` by unit id (1..255).
+class Served(Protocol):
+    """A client connection of a TCP listener, as the listener sees it when it stops."""
 
-    An unknown unit id is answered with exception 0x0B, as a serial-to-Ethernet converter does.
-    Unit id 0 is a broadcast: a write is executed on every device and nobody replies.
-    """
+    transport: asyncio.Transport
+    closed: asyncio.Future[None]
+
+    @property
+    def pending(self) -> asyncio.Task[None] | None:
+        """The request being answered, if any."""
+
+
+class TcpListener(ModbusPduServer):
+    """A TCP listener serving devices by unit id; subclasses choose the framing."""
+
+    kind = "Modbus TCP"
 
     def __init__(
-        self, devices: Mapping[int, ModbusDevice], *, host: str = "127.0.0.1", port: int = 0
+        self,
+        devices: Mapping[int, ModbusDevice],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        answer_absent_units: bool = True,
     ) -> None:
-        super().__init__(devices)
+        super().__init__(devices, answer_absent_units=answer_absent_units)
         self.host = host
         self._port = port
         self._server: asyncio.Server | None = None
-        self.connections: set[_Connection] = set()
+        self.connections: set[Served] = set()
+
+    def _connection(self) -> asyncio.Protocol:
+        raise NotImplementedError
 
     @property
     def port(self) -> int:
         if self._server is None:
-            raise RuntimeError(f"the Modbus server on {self.host} is not started")
+            raise RuntimeError(f"the {self.kind} server on {self.host} is not started")
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self.host, self._port)
-        logger.info("Modbus TCP server listening on %s:%d", self.host, self.port)
+        self._server = await loop.create_server(self._connection, self.host, self._port)
+        logger.info("%s server listening on %s:%d", self.kind, self.host, self.port)
 
     async def stop(self) -> None:
         """Close the listener and every client connection, and wait until they are gone."""
@@ -427,7 +448,8 @@ class ModbusTcpServer(ModbusPduServer):
             connection.transport.abort()
         await self._server.wait_closed()
         await asyncio.gather(*(connection.closed for connection in connections))
-        await asyncio.gather(*(c.worker for c in connections if c.worker), return_exceptions=True)
+        pending = [c.pending for c in connections if c.pending is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
         self._server = None
 
     async def __aenter__(self) -> Self:
@@ -436,6 +458,22 @@ class ModbusTcpServer(ModbusPduServer):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+class ModbusTcpServer(TcpListener):
+    """A Modbus TCP listener serving ``devices`` by unit id (1..255).
+
+    An unknown unit id is answered with exception 0x0B, as a serial-to-Ethernet converter does.
+    Unit id 0 is a broadcast: a write is executed on every device and nobody replies.
+    """
+
+    def __init__(
+        self, devices: Mapping[int, ModbusDevice], *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        super().__init__(devices, host=host, port=port)
+
+    def _connection(self) -> asyncio.Protocol:
+        return _Connection(self)
 
     async def process(self, frame: bytes) -> bytes | None:
         """Answer one complete MBAP frame; None means no reply."""
