@@ -79,29 +79,32 @@ class Link:
 
     async def read(self, request: ReadRequest, unit_id: int, timeout_s: float) -> Sequence[int]:
         """The words (or bits as 0/1) of one read request."""
-        where = Where(self.endpoint, unit_id, request.function_code, request.address)
         async with self._lock:
             try:
                 async with asyncio.timeout(timeout_s):
-                    await self._connected(where)
+                    if not self._client.connected:
+                        await self._connect(request, unit_id)
                     response = await self._call(request, unit_id)
             except TimeoutError:
                 # A late answer would be taken for the next request's: start a fresh connection.
                 self._client.close()
+                where = self._where(request, unit_id)
                 raise DeviceTimeout(f"no answer within {timeout_s} s", where) from None
             except ModbusException as err:
                 self._client.close()
-                raise DeviceUnreachable(str(err), where) from err
+                raise DeviceUnreachable(str(err), self._where(request, unit_id)) from err
         if response.isError():
-            raise DeviceException(response.exception_code, where)
+            raise DeviceException(response.exception_code, self._where(request, unit_id))
         if request.function_code in (1, 2):
             return [int(bit) for bit in response.bits[: request.count]]
         return response.registers
 
-    async def _connected(self, where: Where) -> None:
-        if self._client.connected:
-            return
+    def _where(self, request: ReadRequest, unit_id: int) -> Where:
+        return Where(self.endpoint, unit_id, request.function_code, request.address)
+
+    async def _connect(self, request: ReadRequest, unit_id: int) -> None:
         if not await self._client.connect():
+            where = self._where(request, unit_id)
             raise DeviceUnreachable("connection refused or timed out", where)
         self.connects += 1
         if self._connect_pause_s:

@@ -9,8 +9,10 @@ One SQLite file in WAL mode, three tables:
 - ``counters``: the baseline of every counter tracker, written in the same transaction as the
   poll that moved it, so after a crash counters resume exactly where the stored polls end.
 
-Polls that finish in the same turn of the event loop share one commit. With ``sync = "normal"``
-a commit survives a crash of the gateway process (kill -9), with ``"full"`` also a power cut.
+Polls are committed together every ``commit_interval_s`` (50 ms by default; 0 commits each turn
+of the event loop), so a crash loses at most the polls of that last interval. With
+``sync = "normal"`` a commit survives a crash of the gateway process (kill -9), with ``"full"``
+also a power cut.
 
 The outbox is bounded by the size of the readings it holds. When full it either drops the oldest
 batches (``drop-oldest``) or refuses new polls (``block``); both are counted and raise an alarm,
@@ -91,8 +93,12 @@ class Outbox:
         max_bytes: int,
         when_full: Literal["drop-oldest", "block"] = "drop-oldest",
         sync: Literal["normal", "full"] = "normal",
+        commit_interval_s: float = 0.05,
+        wake_readings: int = 1,
         legacy_seq: Path | None = None,
     ) -> None:
+        """``wake_readings``: :attr:`changed` is set when this many readings wait uncut (and when
+        the first arrives), so a forwarder cutting batches of that size wakes once per batch."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._gateway_json = json.dumps(gateway)
@@ -101,17 +107,24 @@ class Outbox:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={sync.upper()}")
+        self._db.execute("PRAGMA cache_size=-1024")  # 1 MiB: the outbox is written, rarely read
         self._db.executescript(_SCHEMA)
         self._pending: list[Poll] = []
         self._acked: list[int] = []
         self._flush_scheduled = False
+        self._commit_interval_s = commit_interval_s
+        self._wake_readings = wake_readings
+        self._pending_readings = 0
+        self._pending_bytes = 0
+        self._batch_total = 0
         self._uncut: deque[_Uncut] = deque()
         self._uncut_readings = 0
         self._uncut_bytes = 0
         self._batch_bytes: dict[int, int] = {}
         self._next_seq = self._load(legacy_seq)
         self.changed = asyncio.Event()
-        """Set whenever a poll is added; the forwarder clears it before it waits."""
+        """Set when the first poll waits uncut and when ``wake_readings`` wait; the forwarder
+        clears it before it waits (and wakes on its own for the batch age)."""
         self.dropped_readings = 0
         self.refused_polls = 0
         self.cut_batches = 0
@@ -131,6 +144,7 @@ class Outbox:
                 (first, last),
             ).fetchone()
             self._batch_bytes[seq] = int(size)
+            self._batch_total += int(size)
             next_seq = max(next_seq, seq + 1)
         for row_id, readings, size, created in db.execute(
             "SELECT id, readings, length(body), created FROM polls WHERE id > ? ORDER BY id",
@@ -146,11 +160,7 @@ class Outbox:
     @property
     def bytes(self) -> int:
         """Bytes of readings stored and not yet acknowledged."""
-        return (
-            self._uncut_bytes
-            + sum(self._batch_bytes.values())
-            + sum(len(p.body) for p in self._pending)
-        )
+        return self._uncut_bytes + self._batch_total + self._pending_bytes
 
     @property
     def batches(self) -> int:
@@ -159,7 +169,7 @@ class Outbox:
 
     @property
     def uncut_readings(self) -> int:
-        return self._uncut_readings + sum(p.readings for p in self._pending)
+        return self._uncut_readings + self._pending_readings
 
     @property
     def full(self) -> bool:
@@ -210,7 +220,11 @@ class Outbox:
     def add(self, poll: Poll) -> None:
         """Store a poll; it is committed before the event loop runs anything else."""
         self._pending.append(poll)
-        self.changed.set()
+        before = self._uncut_readings + self._pending_readings
+        self._pending_readings += poll.readings
+        self._pending_bytes += len(poll.body)
+        if before == 0 or before < self._wake_readings <= before + poll.readings:
+            self.changed.set()
         self._schedule()
 
     def acknowledge(self, seq: int) -> None:
@@ -222,17 +236,23 @@ class Outbox:
     def _schedule(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            if self._commit_interval_s > 0:
+                loop.call_later(self._commit_interval_s, self.flush)
+            else:
+                loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Commit the polls and acknowledgements received since the last commit."""
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
+        self._pending_readings = self._pending_bytes = 0
         acked, self._acked = self._acked, []
         if not pending and not acked:
             return
         db = self._db
         now = time.time()
+        states: dict[tuple[str, str], dict[str, object]] = {}
         db.execute("BEGIN")
         try:
             for poll in pending:
@@ -251,12 +271,15 @@ class Outbox:
                 self._uncut.append(_Uncut(cursor.lastrowid, poll.readings, len(poll.body), now))
                 self._uncut_readings += poll.readings
                 self._uncut_bytes += len(poll.body)
-                if poll.counters:
-                    db.executemany(
-                        "INSERT INTO counters (device, point, state) VALUES (?, ?, ?) "
-                        "ON CONFLICT (device, point) DO UPDATE SET state = excluded.state",
-                        [(poll.device, p, json.dumps(s)) for p, s in poll.counters.items()],
-                    )
+                for point, state in poll.counters.items():
+                    states[poll.device, point] = state
+            if states:
+                # Only the newest state of each counter: the one that matches the stored polls.
+                db.executemany(
+                    "INSERT INTO counters (device, point, state) VALUES (?, ?, ?) "
+                    "ON CONFLICT (device, point) DO UPDATE SET state = excluded.state",
+                    [(device, point, json.dumps(s)) for (device, point), s in states.items()],
+                )
             for seq in acked:
                 self._forget(seq)
             if self.when_full == "drop-oldest":
@@ -272,7 +295,7 @@ class Outbox:
         ).fetchone()
         if row is not None:
             self._db.execute("DELETE FROM polls WHERE id BETWEEN ? AND ?", row)
-        self._batch_bytes.pop(seq, None)
+        self._batch_total -= self._batch_bytes.pop(seq, 0)
 
     def _drop_oldest(self) -> None:
         while self.bytes > self.max_bytes and (self._batch_bytes or self._uncut):
@@ -330,6 +353,7 @@ class Outbox:
             db.execute("ROLLBACK")
             raise
         self._batch_bytes[seq] = size
+        self._batch_total += size
         self.cut_batches += 1
         return self._assemble(seq, first, last, readings, sent_at)
 

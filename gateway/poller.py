@@ -132,6 +132,22 @@ class Health:
         )
 
 
+_second: list[object] = [None, ""]
+
+
+def _utc(at: float) -> str:
+    """``at`` as the contract writes it (``2026-11-22T03:00:05.123456Z``), the date and time
+    formatted once per second."""
+    whole = int(at)
+    if _second[0] != whole:
+        _second[0] = whole
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    micros = round((at - whole) * 1_000_000)
+    if micros >= 1_000_000:
+        return format_ts(datetime.fromtimestamp(at, UTC))
+    return f"{_second[1]}.{micros:06d}Z"
+
+
 def _event_json(device: str, point: str, event: CounterEvent) -> str:
     return json.dumps(
         {
@@ -237,7 +253,7 @@ class DeviceReader:
             if answer is None:
                 continue
             at, values = answer
-            stamp = f'"{format_ts(datetime.fromtimestamp(at, UTC))}","value":'
+            stamp = f'"{_utc(at)}","value":'
             heads = self._heads[i]
             for j, (value, quality) in enumerate(values):
                 number = "null" if value is None else repr(value)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
@@ -133,6 +135,19 @@ async def report_health(
         await publisher.update_status(status_payload(config, "online", readers, outbox))
 
 
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait for them, cancelling again any that swallowed the cancellation (a
+    library's ``wait_for`` can lose one when its answer arrives in the same turn of the loop)."""
+    pending = set(tasks)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for task in pending:
+        log.error("task %r did not stop within %.0f s", task.get_name(), DRAIN_TIMEOUT_S)
+
+
 def open_outbox(config: GatewayConfig) -> Outbox:
     gateway, settings = config.gateway, config.outbox
     return Outbox(
@@ -141,6 +156,8 @@ def open_outbox(config: GatewayConfig) -> Outbox:
         max_bytes=int(settings.max_mb * 1_000_000),
         when_full=settings.when_full,
         sync=settings.sync,
+        commit_interval_s=settings.commit_interval_s,
+        wake_readings=config.mqtt.batch_max_readings,
         legacy_seq=config.state_dir / f"{gateway.id}.seq",
     )
 
@@ -178,6 +195,10 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
     )
     lag = Histogram()
     metrics_server: WSGIServer | None = None
+    # Everything built so far lives as long as the gateway: keep it out of the collector's
+    # full passes, which otherwise stall the event loop for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
     try:
         async with publisher:
             if gateway.metrics_port is not None:
@@ -248,11 +269,7 @@ async def _run(
             if task is not stopped:
                 task.result()  # a poller or the forwarder died: raise its error
     finally:
-        for task in [*tasks, stopped]:
-            task.cancel()
-        _, stuck = await asyncio.wait([*tasks, stopped], timeout=DRAIN_TIMEOUT_S)
-        for task in stuck:
-            log.error("task %r did not stop within %.0f s", task.get_name(), DRAIN_TIMEOUT_S)
+        await _cancel([*tasks, stopped])
         if publisher.connected.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_TIMEOUT_S):

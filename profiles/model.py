@@ -212,6 +212,22 @@ def library() -> dict[str, Path]:
     return {path.stem: path for path in sorted(LIBRARY.glob("*.toml"))}
 
 
+_PARSED: dict[tuple[Path, int], Profile] = {}
+
+
+def _parsed(path: Path) -> Profile:
+    """A profile file parsed once per version of the file: a gateway with a thousand meters of
+    one kind holds one (immutable) profile, not a thousand."""
+    try:
+        key = (path.resolve(), path.stat().st_mtime_ns)
+    except OSError:
+        return load_model(path, Profile)  # reports the missing file with its path
+    profile = _PARSED.get(key)
+    if profile is None:
+        profile = _PARSED[key] = load_model(path, Profile)
+    return profile
+
+
 def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
     """Load a profile by library id (``zayton-meter-f32``) or by path (``./my-meter.toml``).
 
@@ -226,7 +242,7 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
         if ref not in shipped:
             raise ConfigError(f"no profile {ref!r} in the library (have: {', '.join(shipped)})")
         path = shipped[ref]
-    profile = load_model(path, Profile)
+    profile = _parsed(path)
     if not ref.endswith(".toml") and "/" not in ref and profile.id != ref:
         raise ConfigError(f"{path}: profile.id {profile.id!r} differs from its file name")
     return profile

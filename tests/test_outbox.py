@@ -47,7 +47,10 @@ def open_box(
     max_bytes: int = 10_000_000,
     when_full: Literal["drop-oldest", "block"] = "drop-oldest",
 ) -> Outbox:
-    return Outbox(path / "gw.sqlite", "gw-1", max_bytes=max_bytes, when_full=when_full)
+    # Commit at every turn of the loop, so that a test sees its polls stored after one sleep(0).
+    return Outbox(
+        path / "gw.sqlite", "gw-1", max_bytes=max_bytes, when_full=when_full, commit_interval_s=0
+    )
 
 
 def values(payload: bytes) -> list[float | None]:
@@ -164,7 +167,13 @@ def test_sequence_numbers_continue_from_a_legacy_lease_file(tmp_path: Path) -> N
     async def body() -> None:
         legacy = tmp_path / "gw-1.seq"
         legacy.write_text("5001\n")
-        box = Outbox(tmp_path / "gw.sqlite", "gw-1", max_bytes=1 << 20, legacy_seq=legacy)
+        box = Outbox(
+            tmp_path / "gw.sqlite",
+            "gw-1",
+            max_bytes=1 << 20,
+            legacy_seq=legacy,
+            commit_interval_s=0,
+        )
         box.add(poll("m1", 1))
         await asyncio.sleep(0)
         batch = box.cut(10, 1 << 20)
@@ -188,6 +197,39 @@ def test_a_batch_never_exceeds_the_byte_budget(tmp_path: Path) -> None:
             parse_telemetry(batch.payload)
         assert max(sizes) <= budget
         assert len(sizes) > 1
+        box.close()
+
+    run(body)
+
+
+def test_polls_are_committed_together_within_the_commit_interval(tmp_path: Path) -> None:
+    async def body() -> None:
+        box = Outbox(tmp_path / "gw.sqlite", "gw-1", max_bytes=1 << 20, commit_interval_s=0.05)
+        for i in range(10):
+            box.add(poll("m1", 2, start=2 * i))
+        stored = "SELECT count(*) FROM polls"
+        await asyncio.sleep(0)
+        assert box._db.execute(stored).fetchone() == (0,)  # not yet: one commit for all ten
+        assert box.uncut_readings == 20
+        await asyncio.sleep(0.1)
+        assert box._db.execute(stored).fetchone() == (10,)
+        box.close()
+
+    run(body)
+
+
+def test_the_forwarder_is_woken_by_the_first_poll_and_by_a_full_batch(tmp_path: Path) -> None:
+    async def body() -> None:
+        box = Outbox(
+            tmp_path / "gw.sqlite", "gw-1", max_bytes=1 << 20, commit_interval_s=0, wake_readings=6
+        )
+        box.add(poll("m1", 2))
+        assert box.changed.is_set()  # the first reading starts the batch age
+        box.changed.clear()
+        box.add(poll("m1", 2))
+        assert not box.changed.is_set()
+        box.add(poll("m1", 2))
+        assert box.changed.is_set()  # six readings: a whole batch waits
         box.close()
 
     run(body)
