@@ -101,6 +101,10 @@ class _Session:
         self._attempts = 0
         self.reconnects = 0
         """Connections lost (or attempts failed) since the session began."""
+        self._closing = False
+        """Set before a clean disconnect, which is then not reported or retried."""
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         client.on_connect_fail = lambda client, userdata: self._lost()
 
     def _lost(self) -> None:
@@ -114,9 +118,6 @@ class _Session:
         # paho annotates the delays as int but sleeps for any number of seconds.
         self._client.reconnect_delay_set(cast(int, delay), cast(int, delay))
 
-    def _connected(self) -> None:
-        self._attempts = 0
-
     def _start(self) -> None:
         """Connect in the background (paho retries until the broker answers)."""
         self._loop = asyncio.get_running_loop()
@@ -125,16 +126,45 @@ class _Session:
         )
         self._client.loop_start()
 
-    def _refused(self, reason_code: ReasonCode) -> bool:
-        """Log a refused connection; for ``on_connect``."""
-        if reason_code.is_failure:
-            log.error("broker %s refused the connection: %s", self._settings.url(), reason_code)
-        return bool(reason_code.is_failure)
-
     def _call(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` on the loop; safe from paho's network thread."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(callback)
+
+    def _up(self, client: paho.Client) -> None:
+        """The broker accepted the connection (paho's network thread)."""
+
+    def _down(self) -> None:
+        """The connection is gone, cleanly or not (paho's network thread)."""
+
+    # Callbacks below run on paho's network thread.
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s refused the connection: %s", self._settings.url(), reason_code)
+            return
+        self._attempts = 0
+        self._up(client)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: object,
+    ) -> None:
+        self._down()
+        if reason_code.value != 0 and not self._closing:
+            self._lost()
+            log.warning("lost the broker (%s); reconnecting", reason_code)
 
 
 class Publisher(_Session):
@@ -168,13 +198,10 @@ class Publisher(_Session):
         self._slots = asyncio.Semaphore(max_in_flight)
         self._idle = asyncio.Event()
         self._idle.set()
-        self._closed = False
         self.connected = asyncio.Event()
         will = None if self._status is None else LastWill(self._status[0], self._status[2])
         client = make_client(settings, client_id=client_id, will=will)
         client.max_inflight_messages_set(max_in_flight)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         super().__init__(settings, client)
 
@@ -203,7 +230,7 @@ class Publisher(_Session):
                     await self._track(mid)
             except (TimeoutError, PublishError):
                 log.warning("could not publish the offline status before disconnecting")
-        self._closed = True
+        self._closing = True
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
         # Nothing acknowledges what is still pending now: release whoever waits for it.
@@ -252,7 +279,7 @@ class Publisher(_Session):
     def _check_open(self) -> None:
         if self._loop is None:
             raise RuntimeError("use the publisher inside 'async with'")
-        if self._closed:
+        if self._closing:
             raise RuntimeError("the publisher is closed")
 
     def _submit(self, topic: str, payload: bytes, *, retain: bool) -> int:
@@ -286,35 +313,15 @@ class Publisher(_Session):
 
     # Callbacks below run on paho's network thread.
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: object,
-    ) -> None:
-        if self._refused(reason_code):
-            return
-        self._connected()
+    def _up(self, client: paho.Client) -> None:
         log.info("connected to %s", self._settings.url())
         if self._status is not None:
             topic, online, _ = self._status
             client.publish(topic, online, qos=1, retain=True)
         self._call(self.connected.set)
 
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: object,
-    ) -> None:
+    def _down(self) -> None:
         self._call(self.connected.clear)
-        if reason_code.value != 0:
-            self._lost()
-            log.warning("lost the broker (%s); reconnecting", reason_code)
 
     def _on_publish(
         self,
@@ -356,13 +363,10 @@ class Subscriber(_Session):
         self._filters = filters
         self._slots = threading.BoundedSemaphore(max_pending)
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._closing = False
         self.subscribed = asyncio.Event()
         client = make_client(settings, client_id=client_id, manual_ack=True)
-        client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
         super().__init__(settings, client)
 
     async def __aenter__(self) -> Self:
@@ -403,19 +407,12 @@ class Subscriber(_Session):
 
     # Callbacks below run on paho's network thread.
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: object,
-    ) -> None:
-        if self._refused(reason_code):
-            return
-        self._connected()
+    def _up(self, client: paho.Client) -> None:
         log.info("connected to %s, subscribing to %s", self._settings.url(), self._filters)
         client.subscribe([(f, 1) for f in self._filters])
+
+    def _down(self) -> None:
+        self._call(self.subscribed.clear)
 
     def _on_subscribe(
         self,
@@ -429,19 +426,6 @@ class Subscriber(_Session):
             log.error("broker refused a subscription: %s", reason_codes)
             return
         self._call(self.subscribed.set)
-
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: object,
-    ) -> None:
-        self._call(self.subscribed.clear)
-        if reason_code.value != 0 and not self._closing:
-            self._lost()
-            log.warning("lost the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         self._slots.acquire()
