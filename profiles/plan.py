@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from profiles.codec import DataType, WordOrder, decoder, layout
+from profiles.codec import DataType, WordOrder, layout
 from profiles.model import BIT_TABLES, Hole, Point, Profile, Quirks, Table
 from wire.payload import Quality
 
@@ -29,6 +29,11 @@ class PlanError(ValueError):
     """A profile that cannot be read with the limits given."""
 
 
+Value = tuple[float | None, Quality]
+_BAD: Value = (None, Quality.BAD)
+Program = Callable[[Sequence[int]], list[Value]]
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     """One point inside a request's answer."""
@@ -37,78 +42,69 @@ class Slot:
     offset: int
     size: int
     order: WordOrder
-    decode: Callable[[Sequence[int]], int | float | str]
+    alone: Program = field(repr=False, compare=False)
+    """This point's program on its own words (offset 0): what :meth:`value` runs."""
 
-    def value(self, words: Sequence[int]) -> tuple[float | None, Quality]:
-        """The engineering value of this point in a request's answer, with its quality."""
-        raw = self.decode(words[self.offset : self.offset + self.size])
-        point = self.point
-        if isinstance(raw, str):  # excluded by the profile model; kept for the type checker
-            return None, Quality.BAD
-        if (point.not_available is not None and raw == point.not_available) or not math.isfinite(
-            raw
-        ):
-            return None, Quality.BAD
-        value = raw * point.scale + point.offset
-        if (point.min is not None and value < point.min) or (
-            point.max is not None and value > point.max
-        ):
-            return value, Quality.UNCERTAIN
-        return value, Quality.GOOD
+    def value(self, words: Sequence[int]) -> Value:
+        """The engineering value of this point in a request's answer, with its quality: the
+        same rules as :attr:`ReadRequest.values`, which decodes a whole answer at once."""
+        return self.alone(words[self.offset : self.offset + self.size])[0]
 
 
-Value = tuple[float | None, Quality]
-_BAD: Value = (None, Quality.BAD)
+def _compile(table: str, count: int, slots: Sequence[tuple[Point, WordOrder, int]]) -> Program:
+    """One function turning a whole answer into (value, quality) per point, in the order given.
 
-
-def _compile(
-    table: str, count: int, slots: Sequence[Slot]
-) -> Callable[[Sequence[int]], list[Value]]:
-    """One function decoding a whole answer into (value, quality) per slot, in slot order."""
+    ``slots`` are (point, word order, offset). A raw value is read per point (a bit of a coil
+    table; for registers one ``unpack_from`` of the answer's bytes, packed once per answer),
+    then judged: ``bit`` selects one bit, ``not_available`` or a non-finite raw value is bad,
+    ``raw * scale + offset`` outside ``min``..``max`` is uncertain.
+    """
+    judges = [
+        (
+            point.bit if point.type is DataType.BITS else None,
+            point.scale,
+            point.offset,
+            point.not_available,
+            -math.inf if point.min is None else point.min,
+            math.inf if point.max is None else point.max,
+        )
+        for point, _, _ in slots
+    ]
+    raws: Callable[[Sequence[int]], list[int | float]]
     if table in BIT_TABLES:
-        offsets = [slot.offset for slot in slots]
+        offsets = [offset for _, _, offset in slots]
 
-        def bits(words: Sequence[int]) -> list[Value]:
+        def bits(words: Sequence[int]) -> list[int | float]:
             if len(words) < count:
                 raise ValueError(f"expected {count} bits, got {len(words)}")
-            return [(float(words[o]), Quality.GOOD) for o in offsets]
+            return [words[o] for o in offsets]
 
-        return bits
+        raws = bits
+    else:
+        pack_big = struct.Struct(f">{count}H").pack
+        pack_little = struct.Struct(f"<{count}H").pack
+        readers = []
+        for point, order, offset in slots:
+            value_struct, little_words = layout(point.type, order)
+            readers.append((little_words, value_struct.unpack_from, 2 * offset))
+        need_big = any(not little for little, _, _ in readers)
+        need_little = any(little for little, _, _ in readers)
 
-    pack_big = struct.Struct(f">{count}H").pack
-    pack_little = struct.Struct(f"<{count}H").pack
-    ops = []
-    for slot in slots:
-        point = slot.point
-        order = slot.order
-        value_struct, little_words = layout(point.type, order)
-        ops.append(
-            (
-                little_words,
-                value_struct.unpack_from,
-                2 * slot.offset,
-                point.bit if point.type is DataType.BITS else None,
-                point.scale,
-                point.offset,
-                point.not_available,
-                -math.inf if point.min is None else point.min,
-                math.inf if point.max is None else point.max,
-            )
-        )
-    need_big = any(not op[0] for op in ops)
-    need_little = any(op[0] for op in ops)
+        def registers(words: Sequence[int]) -> list[int | float]:
+            if len(words) != count:
+                raise ValueError(f"expected {count} registers, got {len(words)}")
+            big = pack_big(*words) if need_big else b""
+            little = pack_little(*words) if need_little else b""
+            return [unpack(little if lw else big, at)[0] for lw, unpack, at in readers]
+
+        raws = registers
+
     isfinite, good, uncertain = math.isfinite, Quality.GOOD, Quality.UNCERTAIN
 
-    def registers(words: Sequence[int]) -> list[Value]:
-        if len(words) != count:
-            raise ValueError(f"expected {count} registers, got {len(words)}")
-        big = pack_big(*words) if need_big else b""
-        little = pack_little(*words) if need_little else b""
+    def values(words: Sequence[int]) -> list[Value]:
         out: list[Value] = []
-        for little_words, unpack_from, at, bit, scale, offset, missing, low, high in ops:
-            raw = unpack_from(little if little_words else big, at)[0]
-            if bit is not None:
-                raw = (raw >> bit) & 1
+        for read, (bit, scale, offset, missing, low, high) in zip(raws(words), judges, strict=True):
+            raw = read if bit is None else (int(read) >> bit) & 1
             if raw == missing or not isfinite(raw):
                 out.append(_BAD)
                 continue
@@ -116,7 +112,7 @@ def _compile(
             out.append((value, good if low <= value <= high else uncertain))
         return out
 
-    return registers
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +121,7 @@ class ReadRequest:
     address: int
     count: int
     slots: tuple[Slot, ...]
-    values: Callable[[Sequence[int]], list[Value]] = field(repr=False, compare=False)
+    values: Program = field(repr=False, compare=False)
     """The (value, quality) of every slot, in slot order, from the words of one answer."""
 
     @property
@@ -201,21 +197,16 @@ def plan_reads(
 def _request(
     profile: Profile, table: str, start: int, end: int, points: list[Point]
 ) -> ReadRequest:
-    slots = tuple(
-        Slot(
-            point=p,
-            offset=p.address - start,
-            size=p.words(),
-            order=profile.encoding(p).order,
-            decode=decoder(profile.encoding(p)),
-        )
-        for p in points
-    )
+    slots = []
+    for p in points:
+        order, size = profile.encoding(p).order, p.words()
+        alone = _compile(table, size, [(p, order, 0)])
+        slots.append(Slot(point=p, offset=p.address - start, size=size, order=order, alone=alone))
     count = end - start
     return ReadRequest(
         table=points[0].table,
         address=start,
         count=count,
-        slots=slots,
-        values=_compile(table, count, slots),
+        slots=tuple(slots),
+        values=_compile(table, count, [(s.point, s.order, s.offset) for s in slots]),
     )

@@ -236,6 +236,5 @@ class Park:
         for request, words in answers:
             if words is None:
                 continue
-            for slot in request.slots:
-                value, quality = slot.value(words)
+            for slot, (value, quality) in zip(request.slots, request.values(words), strict=True):
                 yield slot.point.name, value, quality

@@ -82,6 +82,6 @@ async def read_points(client: AsyncModbusTcpClient, unit_id: int, profile: Profi
     readings: Readings = {}
     for plan in plan_reads(profile):
         words = await read_raw(client, unit_id, plan.function_code, plan.address, plan.count)
-        for slot in plan.slots:
-            readings[slot.point.name] = slot.value(words)
+        for slot, value in zip(plan.slots, plan.values(words), strict=True):
+            readings[slot.point.name] = value
     return readings
