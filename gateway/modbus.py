@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -22,7 +24,6 @@ from pymodbus.pdu import ModbusPDU
 
 from gateway.config import DeviceSection
 from gateway.errors import DeviceException, DeviceTimeout, DeviceUnreachable, Where
-from profiles.plan import ReadRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,26 @@ READ_FUNCTIONS = frozenset({1, 2, 3, 4})
 """The function codes the gateway sends: read coils, discrete inputs, holding, input registers."""
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
+class Span(Protocol):
+    """What one read request is: a :class:`~profiles.plan.ReadRequest`, or a :class:`RawRead`."""
+
+    @property
+    def function_code(self) -> int: ...
+    @property
+    def address(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawRead:
+    """Words to read outside any profile (``zayton gateway probe``)."""
+
+    function_code: int
+    address: int
+    count: int
 
 
 def _client(device: DeviceSection, timeout_s: float) -> Client:
@@ -77,7 +98,7 @@ class Link:
         """Wait this long after opening the connection (the longest any device on it asks for)."""
         self._connect_pause_s = max(self._connect_pause_s, seconds)
 
-    async def read(self, request: ReadRequest, unit_id: int, timeout_s: float) -> Sequence[int]:
+    async def read(self, request: Span, unit_id: int, timeout_s: float) -> Sequence[int]:
         """The words (or bits as 0/1) of one read request."""
         async with self._lock:
             try:
@@ -99,10 +120,10 @@ class Link:
             return [int(bit) for bit in response.bits[: request.count]]
         return response.registers
 
-    def _where(self, request: ReadRequest, unit_id: int) -> Where:
+    def _where(self, request: Span, unit_id: int) -> Where:
         return Where(self.endpoint, unit_id, request.function_code, request.address)
 
-    async def _connect(self, request: ReadRequest, unit_id: int) -> None:
+    async def _connect(self, request: Span, unit_id: int) -> None:
         if not await self._client.connect():
             where = self._where(request, unit_id)
             raise DeviceUnreachable("connection refused or timed out", where)
@@ -110,7 +131,7 @@ class Link:
         if self._connect_pause_s:
             await asyncio.sleep(self._connect_pause_s)
 
-    async def _call(self, request: ReadRequest, unit_id: int) -> ModbusPDU:
+    async def _call(self, request: Span, unit_id: int) -> ModbusPDU:
         client, address, count = self._client, request.address, request.count
         match request.function_code:
             case 1:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from gateway.config import Device, DeviceSection
 from gateway.errors import DeviceError
-from gateway.modbus import Link
+from gateway.modbus import Link, RawRead
 from profiles.codec import DataType, Encoding, WordOrder, decode
 from profiles.plan import FUNCTION_CODES, ReadRequest
 from wire.payload import Quality
@@ -100,14 +100,7 @@ async def probe(section: DeviceSection, table: str, address: int) -> list[int]:
     """Read the two registers at ``address`` of ``table`` (holding or input)."""
     if table not in ("holding", "input"):
         raise ValueError("probe reads registers: table is holding or input")
-    request = ReadRequest(
-        table="holding" if table == "holding" else "input",
-        address=address,
-        count=2,
-        slots=(),
-        values=lambda words: [],
-    )
-    assert request.function_code == FUNCTION_CODES[table]  # noqa: S101
+    request = RawRead(FUNCTION_CODES[table], address, 2)
     link = Link([section])
     try:
         return list(await link.read(request, section.unit_id, section.timeout_s))
