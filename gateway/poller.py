@@ -86,7 +86,8 @@ class Health:
         """Polls in a row that lost at least one request."""
         self.dead = 0
         """Polls in a row that read nothing at all."""
-        self.last_success: datetime | None = None
+        self.last_success: float | None = None
+        """Unix seconds of the start of the last poll that read anything."""
         self.last_error: str | None = None
         self.changed = True
 
@@ -97,7 +98,7 @@ class Health:
         return "failing" if self.failures else "online"
 
     def record(
-        self, read: int, errors: list[DeviceError], at: datetime, duration_s: float, readings: int
+        self, read: int, errors: list[DeviceError], at: float, duration_s: float, readings: int
     ) -> None:
         before = self.state
         self.polls["failed" if read == 0 and errors else "partial" if errors else "ok"] += 1
@@ -126,7 +127,11 @@ class Health:
             name=self.name,
             state=self.state,  # type: ignore[arg-type]  # one of the three literals
             profile=self.profile,
-            last_success=self.last_success,
+            last_success=(
+                None
+                if self.last_success is None
+                else datetime.fromtimestamp(self.last_success, UTC)
+            ),
             failures=self.failures,
             error=self.last_error,
         )
@@ -214,7 +219,7 @@ class DeviceReader:
     async def poll(self) -> Poll:
         """Read every request of the plan; a failed request costs only its own points."""
         device = self.device
-        started = datetime.fromtimestamp(self.clock(), UTC)
+        started = self.clock()
         began = time.perf_counter()
         answers: list[tuple[float, list[tuple[float | None, Quality]]] | None] = []
         errors: list[DeviceError] = []
