@@ -358,12 +358,14 @@ class Outbox:
         return self._assemble(seq, first, last, readings, sent_at)
 
     def stored_batches(self) -> Iterator[Batch]:
-        """Batches cut before and not acknowledged (after a restart), in sequence order."""
+        """Batches cut before and not acknowledged (after a restart), in sequence order, each
+        read from the file when the previous one has been taken."""
         rows = self._db.execute(
             "SELECT seq, first_poll, last_poll, readings, sent_at FROM batches ORDER BY seq"
         ).fetchall()
         for seq, first, last, readings, sent_at in rows:
-            yield self._assemble(seq, first, last, readings, sent_at)
+            if seq in self._batch_bytes:  # not dropped from a full outbox meanwhile
+                yield self._assemble(seq, first, last, readings, sent_at)
 
     def _assemble(self, seq: int, first: int, last: int, readings: int, sent_at: str) -> Batch:
         bodies, events = [], []

@@ -50,7 +50,9 @@ class Forwarder:
         self._max_age_s = mqtt.batch_max_age_s
 
     async def run(self) -> None:
-        for stored in list(self._outbox.stored_batches()):
+        # One stored batch in memory at a time: after a long outage the outbox can hold far
+        # more than the gateway should keep in memory.
+        for stored in self._outbox.stored_batches():
             await self._send(stored)
         while True:
             await self._ready()

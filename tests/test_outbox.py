@@ -233,3 +233,29 @@ def test_the_forwarder_is_woken_by_the_first_poll_and_by_a_full_batch(tmp_path: 
         box.close()
 
     run(body)
+
+
+def test_stored_batches_are_read_one_at_a_time_and_skip_dropped_ones(tmp_path: Path) -> None:
+    async def body() -> None:
+        box = open_box(tmp_path)
+        for i in range(3):
+            box.add(poll("m1", 10, start=10 * i))
+            await asyncio.sleep(0)
+            box.cut(10, 1 << 20)
+        box._db.close()  # a crash with three batches unacknowledged
+
+        largest = len(poll("m1", 10, start=20).body)
+        again = open_box(tmp_path, max_bytes=3 * largest + 10)
+        stored = again.stored_batches()
+        first = next(stored)
+        assert first.seq == 1
+        # While the first is being sent, two new polls overflow the outbox: the two oldest
+        # batches (the one in flight and the next) are dropped, and the next is not read.
+        again.add(poll("m1", 10, start=30))
+        again.add(poll("m1", 10, start=40))
+        await asyncio.sleep(0)
+        assert again.dropped_readings == 20
+        assert [b.seq for b in stored] == [3]
+        again.close()
+
+    run(body)
