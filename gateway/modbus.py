@@ -22,7 +22,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from gateway.config import DeviceSection
+from gateway.config import Device, DeviceSection
 from gateway.errors import DeviceException, DeviceTimeout, DeviceUnreachable, Where
 
 log = logging.getLogger(__name__)
@@ -85,18 +85,16 @@ def _client(device: DeviceSection, timeout_s: float) -> Client:
 class Link:
     """One bus: a connection opened on demand, one request at a time."""
 
-    def __init__(self, devices: Sequence[DeviceSection]) -> None:
+    def __init__(self, devices: Sequence[DeviceSection], connect_pause_s: float = 0.0) -> None:
+        """``connect_pause_s``: wait after opening the connection (the longest any device on the
+        bus asks for)."""
         first = devices[0]
         self.endpoint = first.bus.split(":", 1)[1]
         # The library's own timeout only backs up ours (asyncio.timeout around every request).
         self._client = _client(first, max(d.timeout_s for d in devices) + 1.0)
-        self._connect_pause_s = 0.0
+        self._connect_pause_s = connect_pause_s
         self._lock = asyncio.Lock()
         self.connects = 0
-
-    def pause_after_connect(self, seconds: float) -> None:
-        """Wait this long after opening the connection (the longest any device on it asks for)."""
-        self._connect_pause_s = max(self._connect_pause_s, seconds)
 
     async def read(self, request: Span, unit_id: int, timeout_s: float) -> Sequence[int]:
         """The words (or bits as 0/1) of one read request."""
@@ -154,9 +152,15 @@ class Link:
         self._client.close()
 
 
-def links_for(devices: Sequence[DeviceSection]) -> dict[str, Link]:
+def links_for(devices: Sequence[Device]) -> dict[str, Link]:
     """One link per bus of ``devices``, keyed by :attr:`DeviceSection.bus`."""
-    by_bus: dict[str, list[DeviceSection]] = {}
+    by_bus: dict[str, list[Device]] = {}
     for device in devices:
-        by_bus.setdefault(device.bus, []).append(device)
-    return {bus: Link(members) for bus, members in by_bus.items()}
+        by_bus.setdefault(device.config.bus, []).append(device)
+    return {
+        bus: Link(
+            [d.config for d in members],
+            connect_pause_s=max(d.quirks.connect_pause_s or 0.0 for d in members),
+        )
+        for bus, members in by_bus.items()
+    }

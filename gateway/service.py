@@ -168,13 +168,12 @@ def bind_readers(
     config: GatewayConfig, outbox: Outbox
 ) -> tuple[dict[str, Link], list[DeviceReader]]:
     """One link per bus and one reader per device, counters restored from the outbox."""
-    links = links_for([device.config for device in config.devices])
+    links = links_for(config.devices)
     states = outbox.counter_states()
-    readers = []
-    for device in config.devices:
-        link = links[device.config.bus]
-        link.pause_after_connect(device.quirks.connect_pause_s or 0.0)
-        readers.append(DeviceReader(device, link, states.get(device.name)))
+    readers = [
+        DeviceReader(device, links[device.config.bus], states.get(device.name))
+        for device in config.devices
+    ]
     return links, readers
 
 

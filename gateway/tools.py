@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from gateway.config import Device, DeviceSection
 from gateway.errors import DeviceError
-from gateway.modbus import Link, RawRead
+from gateway.modbus import Link, RawRead, links_for
 from profiles.codec import DataType, Encoding, WordOrder, decode
 from profiles.plan import FUNCTION_CODES, ReadRequest
 from wire.payload import Quality
@@ -27,8 +27,7 @@ class Row:
 
 async def read_once(device: Device) -> list[Row]:
     """Every point of a device's plan, read once, decoded as the gateway would publish it."""
-    link = Link([device.config])
-    link.pause_after_connect(device.quirks.connect_pause_s or 0.0)
+    (link,) = links_for([device]).values()
     rows: list[Row] = []
     try:
         for request in device.requests:

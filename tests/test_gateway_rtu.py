@@ -40,7 +40,7 @@ def test_rtu_on_a_serial_line_and_through_tcp_reads_what_modbus_tcp_reads(tmp_pa
                 rtu = load_config(rtu_dir / f"{gateway}.toml")
                 assert {d.config.transport for d in rtu.devices} == {transport}
                 # Every device of the gateway shares one bus: one link, one lock.
-                assert len(links_for([d.config for d in rtu.devices])) == 1
+                assert len(links_for(rtu.devices)) == 1
                 for device in rtu.devices:
                     # The same device over the simulator's Modbus TCP port, for comparison.
                     tcp_section = device.config.model_copy(
