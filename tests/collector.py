@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -66,6 +67,21 @@ class Collector:
     def count(self) -> int:
         with self._lock:
             return len(self.messages)
+
+    def wait_until(
+        self, check: Callable[[list[tuple[str, bytes]]], bool], timeout_s: float
+    ) -> bool:
+        """Wait until ``check`` holds for the messages received so far; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not check(self.snapshot()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def snapshot(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self.messages)
 
     def wait_for(self, expected: int, timeout_s: float = 30.0, settle_s: float = 0.5) -> None:
         """Wait until ``expected`` messages are in, then a little longer for any extra one."""

@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -230,7 +231,19 @@ def test_a_broker_outage_loses_nothing_and_keeps_the_order(
             await asyncio.to_thread(own_broker.stop)
             await asyncio.sleep(2.5)  # the gateway keeps polling into its outbox
             await asyncio.to_thread(own_broker.start)
-            await asyncio.sleep(3.0)
+            back = time.time()
+
+            # The gateway's next attempt is up to 4 s away (jittered backoff): wait until
+            # readings polled after the restart arrive, then a little longer.
+            def polled_after_restart(messages: list[tuple[str, bytes]]) -> bool:
+                return any(
+                    r.ts.timestamp() > back + 1.0
+                    for topic, payload in messages
+                    for r in parse_telemetry(payload).readings
+                )
+
+            assert await asyncio.to_thread(collector.wait_until, polled_after_restart, 30.0)
+            await asyncio.sleep(1.0)
             stop.set()
             await task
 
