@@ -29,6 +29,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.counters import CounterSpec
+from gateway.sparkplug import check_id
 from profiles.files import ConfigError, load_model
 from profiles.model import Hole, Profile, Quirks, load_profile
 from profiles.plan import MAX_REGISTERS, PlanError, ReadRequest, plan_for
@@ -94,6 +95,31 @@ class OutboxSection(_Model):
     commit_interval_s: Annotated[float, Field(ge=0, le=1)] = 0.05
     """Polls are committed together this often; a crash loses at most this last interval.
     0 commits every poll at once (more CPU on a busy gateway)."""
+
+
+class SparkplugSection(_Model):
+    """Also publish Sparkplug B 3.0, for host applications (SCADA) that speak it. The gateway's
+    own telemetry keeps flowing beside it: that stream is the durable one the platform ingests,
+    Sparkplug carries live values (QoS 0, as the specification asks)."""
+
+    group_id: str
+    edge_node_id: str | None = None
+    """Defaults to the gateway id."""
+    url: str | None = None
+    """Broker of the Sparkplug host; defaults to ``mqtt.url``."""
+    client_id: str | None = None
+
+    @field_validator("group_id", "edge_node_id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return None if value is None else check_id("Sparkplug id", value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            BrokerSettings.from_url(value)
+        return value
 
 
 class CounterSettings(_Model):
@@ -164,6 +190,7 @@ class GatewayFile(_Model):
     gateway: GatewaySection
     mqtt: MqttSection = MqttSection()
     outbox: OutboxSection = OutboxSection()
+    sparkplug: SparkplugSection | None = None
     devices: Annotated[list[DeviceSection], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -207,6 +234,7 @@ class GatewayConfig:
     mqtt: MqttSection
     outbox: OutboxSection
     devices: tuple[Device, ...]
+    sparkplug: SparkplugSection | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -274,4 +302,5 @@ def load_config(path: Path) -> GatewayConfig:
         mqtt=raw.mqtt,
         outbox=raw.outbox,
         devices=tuple(devices),
+        sparkplug=raw.sparkplug,
     )

@@ -382,6 +382,20 @@ class Outbox:
         )
         return Batch(seq=seq, readings=readings, payload=payload.encode())
 
+    def setting(self, key: str) -> int | None:
+        """A number the gateway keeps between runs (``next_seq`` is the outbox's own)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def keep_setting(self, key: str, value: int) -> None:
+        if key == "next_seq":
+            raise ValueError("next_seq belongs to the outbox")
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
     def close(self) -> None:
         if self._pending or self._acked:
             self.flush()

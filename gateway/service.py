@@ -13,7 +13,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
@@ -25,7 +25,8 @@ from gateway.config import GatewayConfig
 from gateway.metrics import GatewayCollector, registry_for
 from gateway.modbus import Link, links_for
 from gateway.outbox import Batch, Outbox
-from gateway.poller import DeviceReader, Histogram, poll_forever
+from gateway.poller import DeviceReader, Histogram, Poll, poll_forever
+from gateway.sparkplug_node import SparkplugNode
 from wire.mqtt import Publisher
 from wire.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION, Status, encode_status
 from wire.topics import Stream, Topic
@@ -48,6 +49,7 @@ class Forwarder:
         self._publisher = publisher
         self._max_readings = mqtt.batch_max_readings
         self._max_age_s = mqtt.batch_max_age_s
+        self._unacknowledged: set[asyncio.Future[None]] = set()
 
     async def run(self) -> None:
         # One stored batch in memory at a time: after a long outage the outbox can hold far
@@ -65,6 +67,9 @@ class Forwarder:
         while (batch := self._outbox.cut(self._max_readings, MAX_PAYLOAD_BYTES)) is not None:
             await self._send(batch)
         await self._publisher.drain()
+        if self._unacknowledged:
+            # Their callbacks (registered first) run before this wait returns.
+            await asyncio.wait(set(self._unacknowledged))
 
     async def _ready(self) -> None:
         outbox = self._outbox
@@ -82,12 +87,14 @@ class Forwarder:
 
     async def _send(self, batch: Batch) -> None:
         ack = await self._publisher.send(self._topic, batch.payload)
-        seq, outbox = batch.seq, self._outbox
+        seq, outbox, unacknowledged = batch.seq, self._outbox, self._unacknowledged
 
         def acknowledged(future: asyncio.Future[None]) -> None:
+            unacknowledged.discard(future)
             if not future.cancelled() and future.exception() is None:
                 outbox.acknowledge(seq)
 
+        unacknowledged.add(ack)
         ack.add_done_callback(acknowledged)
 
 
@@ -116,14 +123,20 @@ def status_payload(
 
 
 async def report_health(
-    config: GatewayConfig, readers: Sequence[DeviceReader], outbox: Outbox, publisher: Publisher
+    config: GatewayConfig,
+    readers: Sequence[DeviceReader],
+    outbox: Outbox,
+    publisher: Publisher,
+    sparkplug: SparkplugNode | None = None,
 ) -> None:
     """Republish the retained status when a device changes state or an alarm changes, and
-    every ``status_interval_s`` anyway."""
+    every ``status_interval_s`` anyway; tell Sparkplug hosts of devices gone offline."""
     interval = config.gateway.status_interval_s
     last_sent, last_alarms = time.monotonic(), outbox.alarms()
     while True:
         await asyncio.sleep(HEALTH_CHECK_S)
+        if sparkplug is not None:
+            sparkplug.check_health()
         changed = any(reader.health.changed for reader in readers)
         alarms = outbox.alarms()
         if not changed and alarms == last_alarms and time.monotonic() - last_sent < interval:
@@ -209,15 +222,21 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
                 )
                 log.info("metrics on http://%s:%d/metrics", *metrics_server.server_address[:2])
             forwarder = Forwarder(config, outbox, publisher)
-            await _run(
-                config,
-                stop,
-                readers=readers,
-                outbox=outbox,
-                publisher=publisher,
-                forwarder=forwarder,
-                lag=lag,
-            )
+            async with contextlib.AsyncExitStack() as stack:
+                node = None
+                if config.sparkplug is not None:
+                    node = SparkplugNode(config, readers, outbox)
+                    await stack.enter_async_context(node.session)
+                await _run(
+                    config,
+                    stop,
+                    readers=readers,
+                    outbox=outbox,
+                    publisher=publisher,
+                    forwarder=forwarder,
+                    lag=lag,
+                    sparkplug=node,
+                )
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
@@ -243,18 +262,29 @@ async def _run(
     publisher: Publisher,
     forwarder: Forwarder,
     lag: Histogram,
+    sparkplug: SparkplugNode | None = None,
 ) -> None:
     gateway = config.gateway
+    deliver: Callable[[Poll], None] = outbox.add
+    if sparkplug is not None:
+        node = sparkplug
+
+        def deliver(poll: Poll) -> None:
+            outbox.add(poll)
+            node.deliver(poll)
+
     tasks = [
         asyncio.create_task(
-            poll_forever(reader, outbox.add, may_poll=outbox.accepting, lag=lag),
+            poll_forever(reader, deliver, may_poll=outbox.accepting, lag=lag),
             name=f"poll {reader.device.name}",
         )
         for reader in readers
     ]
     tasks.append(asyncio.create_task(forwarder.run(), name="forward"))
     tasks.append(
-        asyncio.create_task(report_health(config, readers, outbox, publisher), name="health")
+        asyncio.create_task(
+            report_health(config, readers, outbox, publisher, sparkplug), name="health"
+        )
     )
     log.info(
         "gateway %s/%s polling %d device(s), publishing to %s",

@@ -674,22 +674,28 @@ class EdgeNode:
         """The bdSeq the next session will use: persist it to survive a restart."""
         return self._next_bd_seq
 
-    def start_session(self) -> None:
-        """Begin a new MQTT connection: next bdSeq, and nothing born yet."""
-        self._bd_seq = self._next_bd_seq
+    def start_session(self, bd_seq: int | None = None) -> None:
+        """Begin a new MQTT connection: the next bdSeq (or ``bd_seq``, the one its will
+        carried), and nothing born yet."""
+        if bd_seq is not None and not 0 <= bd_seq < SEQ_MODULUS:
+            raise ValueError(f"bd_seq {bd_seq} is outside 0..255")
+        self._bd_seq = self._next_bd_seq if bd_seq is None else bd_seq
         self._next_bd_seq = (self._bd_seq + 1) % SEQ_MODULUS
         self._seq = None
         self._born.clear()
 
     def node_death(self) -> Message:
         """NDEATH for the MQTT will (and for a clean disconnect): bdSeq only, no seq."""
+        return self.death_certificate(self._session())
+
+    def death_certificate(self, bd_seq: int) -> Message:
+        """NDEATH naming ``bd_seq``, for the will of a connection not made yet. Reads no session
+        state, so it may be built on another thread than the one driving the session."""
         now = self._clock()
-        bd_seq = Metric(
-            name=BD_SEQ_METRIC, timestamp=now, datatype=DataType.INT64, value=self._session()
-        )
+        metric = Metric(name=BD_SEQ_METRIC, timestamp=now, datatype=DataType.INT64, value=bd_seq)
         return Message(
             self._topic(MessageType.NDEATH),
-            encode_payload(Payload(timestamp=now, metrics=(bd_seq,))),
+            encode_payload(Payload(timestamp=now, metrics=(metric,))),
         )
 
     def node_birth(self, metrics: Iterable[Metric] = ()) -> Message:
@@ -717,9 +723,13 @@ class EdgeNode:
         return self._birth(device, tuple(metrics), seq=None)
 
     def device_data(
-        self, device: str, values: Mapping[str, MetricValue | None], timestamp: int
+        self,
+        device: str,
+        values: Mapping[str, MetricValue | None],
+        timestamp: int | Mapping[str, int],
     ) -> Message:
-        """DDATA by alias only; ``timestamp`` (ms) is when the values were read, None is null."""
+        """DDATA by alias only; ``timestamp`` (ms) is when the values were read, one for all or
+        one per metric name; a value of None is null."""
         return self._data(device, values, timestamp)
 
     def device_death(self, device: str) -> Message:
@@ -766,7 +776,10 @@ class EdgeNode:
         return message
 
     def _data(
-        self, device: str | None, values: Mapping[str, MetricValue | None], timestamp: int
+        self,
+        device: str | None,
+        values: Mapping[str, MetricValue | None],
+        timestamp: int | Mapping[str, int],
     ) -> Message:
         declared = self._born.get(device)
         if declared is None:
@@ -780,7 +793,7 @@ class EdgeNode:
         metrics = tuple(
             Metric(
                 alias=declared[name][0],
-                timestamp=timestamp,
+                timestamp=timestamp if isinstance(timestamp, int) else timestamp[name],
                 datatype=declared[name][1],
                 value=value,
                 is_null=value is None,

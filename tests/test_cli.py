@@ -56,6 +56,7 @@ def test_shipped_examples_pass_check_config(capsys: pytest.CaptureFixture[str]) 
         (('uplink = "5g"', 'uplink = "6g"'), "gateway.uplink"),
         (('url = "mqtt://', 'url = "http://'), "mqtt.url"),
         (('name = "eva-1-meter"', 'name = "incomer"'), "used twice"),
+        (("[mqtt]", '[sparkplug]\ngroup_id = "park/a"\n\n[mqtt]'), "sparkplug.group_id"),
     ],
 )
 def test_check_config_names_file_and_key(

@@ -117,6 +117,10 @@ class _Session:
         delay = reconnect_delay(self._attempts)
         # paho annotates the delays as int but sleeps for any number of seconds.
         self._client.reconnect_delay_set(cast(int, delay), cast(int, delay))
+        self._before_connect(self._client)
+
+    def _before_connect(self, client: paho.Client) -> None:
+        """About to (re)connect: the place to change what the next CONNECT carries."""
 
     def _start(self) -> None:
         """Connect in the background (paho retries until the broker answers)."""
@@ -433,3 +437,98 @@ class Subscriber(_Session):
             return
         message = Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
         self._call(lambda: self._queue.put_nowait(message))
+
+
+class NodeSession(_Session):
+    """The connection of a node that is born anew on every connect, as a Sparkplug B edge node.
+
+    The session is clean, and the last will is asked of ``will()`` before every connection
+    attempt (on paho's network thread), so each CONNECT can carry a will of its own (Sparkplug's
+    NDEATH names the bdSeq of the session it ends). ``on_connect`` and ``on_lost`` run on the
+    loop, in the order the connection came and went; messages on the ``commands`` filters reach
+    ``on_command`` on the loop. :meth:`publish` sends at QoS 0, as Sparkplug asks of births and
+    data: what is published while disconnected is dropped, never replayed. On a clean exit the
+    current will is published (QoS 1, acknowledged) before disconnecting.
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        client_id: str,
+        will: Callable[[], LastWill],
+        on_connect: Callable[[], None],
+        on_lost: Callable[[], None],
+        commands: Iterable[str] = (),
+        on_command: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self._will = will
+        self._last_will: LastWill | None = None
+        self._on_up = on_connect
+        self._on_lost = on_lost
+        self._commands = list(commands)
+        self._on_command = on_command
+        self.connected = asyncio.Event()
+        client = make_client(settings, client_id=client_id, clean_session=True)
+        client.on_message = self._on_message
+        super().__init__(settings, client)
+
+    async def __aenter__(self) -> Self:
+        self._before_connect(self._client)
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        will = self._last_will
+        if will is not None and self.connected.is_set():
+            info = self._client.publish(will.topic, will.payload, qos=will.qos)
+            await asyncio.to_thread(info.wait_for_publish, 2.0)
+            if not info.is_published():
+                log.warning("could not publish the death certificate before disconnecting")
+        self._closing = True
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        self.connected.clear()
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send at QoS 0 now; False when there is no connection (the message is dropped)."""
+        if not self.connected.is_set():
+            return False
+        info = self._client.publish(topic, payload, qos=0)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _arrived(self) -> None:
+        self.connected.set()
+        self._on_up()
+
+    def _departed(self) -> None:
+        if self.connected.is_set():
+            self.connected.clear()
+            self._on_lost()
+
+    # Callbacks below run on paho's network thread (or before the first connect).
+
+    def _before_connect(self, client: paho.Client) -> None:
+        will = self._will()
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._last_will = will
+
+    def _up(self, client: paho.Client) -> None:
+        log.info("connected to %s as a Sparkplug edge node", self._settings.url())
+        if self._commands:
+            client.subscribe([(f, 1) for f in self._commands])
+        self._call(self._arrived)
+
+    def _down(self) -> None:
+        self._call(self._departed)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        handler = self._on_command
+        if handler is not None and not self._closing:
+            topic, payload = msg.topic, bytes(msg.payload)
+            self._call(lambda: handler(topic, payload))
