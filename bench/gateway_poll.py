@@ -55,7 +55,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.errors import DeviceError
 from gateway.outbox import Outbox
 from gateway.poller import DeviceReader, Histogram, poll_forever
-from gateway.service import Forwarder, bind_readers, open_outbox
+from gateway.service import Forwarder, bind_readers, freeze_startup_objects, open_outbox
 from wire.broker import BrokerSettings
 from wire.mqtt import Publisher
 from zayton.localservers import LocalBroker, tcp_answers
@@ -93,6 +93,8 @@ class Job:
     topic_root: str
     server_pid: int
     profile: bool = False
+    one_gateway: bool = True
+    """All devices in one gateway; False: one gateway per simulated site, in one process."""
 
 
 @dataclass
@@ -146,8 +148,26 @@ def relocated(config: GatewayConfig, state_root: Path) -> GatewayConfig:
     return dataclasses.replace(config, path=state_root / config.path.name)
 
 
-def load_fleet(paths: Sequence[Path], state_root: Path) -> list[GatewayConfig]:
-    return [relocated(load_config(path), state_root) for path in paths]
+def load_fleet(
+    paths: Sequence[Path], state_root: Path, *, one_gateway: bool = True
+) -> list[GatewayConfig]:
+    """The gateway configs of the fleet; with ``one_gateway`` merged into one gateway polling
+    every device (one outbox, one MQTT connection), its devices named after their site's
+    gateway so that names stay unique."""
+    configs = [relocated(load_config(path), state_root) for path in paths]
+    if not one_gateway or len(configs) == 1:
+        return configs
+    devices = tuple(
+        dataclasses.replace(
+            device,
+            config=device.config.model_copy(update={"name": f"{c.gateway.id}-{device.name}"}),
+        )
+        for c in configs
+        for device in c.devices
+    )
+    first = configs[0]
+    gateway = first.gateway.model_copy(update={"id": "bench-edge"})
+    return [dataclasses.replace(first, gateway=gateway, devices=devices)]
 
 
 # The simulated devices, in a process of their own.
@@ -298,7 +318,7 @@ async def gateways(job: Job) -> AsyncIterator[list[Gateway]]:
     (without the retained status, which would outlive the run on the broker)."""
     async with contextlib.AsyncExitStack() as stack:
         built = []
-        for config in load_fleet(job.paths, job.state_root):
+        for config in load_fleet(job.paths, job.state_root, one_gateway=job.one_gateway):
             outbox = open_outbox(config)
             stack.callback(outbox.close)
             links, readers = bind_readers(config, outbox)
@@ -316,6 +336,7 @@ async def gateways(job: Job) -> AsyncIterator[list[Gateway]]:
         async with asyncio.timeout(20):
             for gateway in built:
                 await gateway.publisher.connected.wait()
+        freeze_startup_objects()  # as run_gateway does
         yield built
 
 
@@ -603,11 +624,27 @@ def run_all(args: argparse.Namespace, fleets: list[int], root: Path, url: str) -
         for size in fleets:
             print_mix(size, written[size])
         for size in fleets:
-            base = Job("bare", written[size], args.seconds, root, topic_root, server.pid)
+            base = Job(
+                "bare",
+                written[size],
+                args.seconds,
+                root,
+                topic_root,
+                server.pid,
+                one_gateway=not args.site_gateways,
+            )
             bare = measure(dataclasses.replace(base, state_root=root / f"bare-{size}"))
             job = dataclasses.replace(base, kind="gateway", state_root=root / f"gateway-{size}")
             results.pairs.append((bare, measure(job)))
-        base = Job("bare", written[fleets[-1]], args.seconds, root, topic_root, server.pid)
+        base = Job(
+            "bare",
+            written[fleets[-1]],
+            args.seconds,
+            root,
+            topic_root,
+            server.pid,
+            one_gateway=not args.site_gateways,
+        )
         if args.layers:
             for layer in list(LAYERS)[:-1]:
                 job = dataclasses.replace(base, kind=layer, state_root=root / f"layer-{layer}")
@@ -636,6 +673,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each rate run")
     parser.add_argument("--jitter-seconds", type=float, default=20.0)
     parser.add_argument("--mqtt-url", default=None, help="default: 127.0.0.1:1883 or one started")
+    parser.add_argument(
+        "--site-gateways",
+        action="store_true",
+        help="one gateway (outbox, MQTT connection) per simulated site, all in one process, "
+        "instead of one gateway polling the whole fleet",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

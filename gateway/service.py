@@ -163,6 +163,13 @@ async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
         log.error("task %r did not stop within %.0f s", task.get_name(), DRAIN_TIMEOUT_S)
 
 
+def freeze_startup_objects() -> None:
+    """Everything built so far lives as long as the gateway: keep it out of the collector's
+    full passes, which otherwise stall the event loop for tens of milliseconds."""
+    gc.collect()
+    gc.freeze()
+
+
 def open_outbox(config: GatewayConfig) -> Outbox:
     gateway, settings = config.gateway, config.outbox
     return Outbox(
@@ -209,10 +216,7 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event) -> None:
     )
     lag = Histogram()
     metrics_server: WSGIServer | None = None
-    # Everything built so far lives as long as the gateway: keep it out of the collector's
-    # full passes, which otherwise stall the event loop for tens of milliseconds.
-    gc.collect()
-    gc.freeze()
+    freeze_startup_objects()
     try:
         async with publisher:
             if gateway.metrics_port is not None:
