@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from ingest.rollups import Maintenance, maintain
 from ingest.store import Accepted, Rejected, StatusUpdate, Store, WriteResult
 from wire.broker import BrokerSettings
 from wire.mqtt import Message, Subscriber
@@ -40,6 +41,11 @@ class IngestSettings:
     """Readings stamped further in the future are refused (a gateway clock gone wrong)."""
     max_past_days: float = 400.0
     """Readings older than this are refused (a year of backfill fits)."""
+    rollup_refresh_s: float = 10.0
+    """How often rollups take in what arrived (plain PostgreSQL; TimescaleDB's policies run
+    on their own)."""
+    keep_days: int | None = None
+    """Raw readings older than this many days are dropped (rollups stay); None keeps all."""
 
 
 @dataclass(slots=True)
@@ -71,7 +77,7 @@ def classify(
                 f"readings.{index}.ts {reading.ts.isoformat()} is outside the accepted window "
                 f"({settings.max_past_days:g} days back, {settings.max_future_s:g} s ahead)",
             )
-    return Accepted(topic, batch)
+    return Accepted(topic, batch, message.payload)
 
 
 async def next_batch(subscriber: Subscriber, max_messages: int, max_age_s: float) -> list[Message]:
@@ -140,7 +146,9 @@ async def run_ingester(
     ``ready`` is set once the broker has confirmed the subscriptions.
     """
     counters = counters or Counters()
-    store: Store | None = await Store.connect(settings.database_url)
+    connected = await Store.connect(settings.database_url)
+    storage = connected.storage
+    store: Store | None = connected
     filters = [
         subscription(stream, root=settings.topic_root, share_group=settings.share_group)
         for stream in (Stream.TELEMETRY, Stream.STATUS)
@@ -150,6 +158,16 @@ async def run_ingester(
         client_id=settings.client_id,
         filters=filters,
         max_pending=settings.max_pending,
+    )
+    finished = asyncio.Event()
+    upkeep = asyncio.create_task(
+        maintain(
+            settings.database_url,
+            storage,
+            Maintenance(refresh_interval_s=settings.rollup_refresh_s, keep_days=settings.keep_days),
+            finished,
+        ),
+        name="rollups",
     )
     try:
         async with subscriber:
@@ -177,5 +195,7 @@ async def run_ingester(
                 counters.duplicates += result.duplicates
                 counters.dead_letters += result.dead_letters
     finally:
+        finished.set()
+        await upkeep
         if store is not None:
             await store.close()

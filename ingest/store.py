@@ -1,32 +1,42 @@
 """The only ingest module that talks psycopg: registry, binary COPY, dead letters, one commit.
 
-Readings go straight into the keyed table with binary COPY. Replays are normal with QoS 1 (a
-batch redelivered after a crash), so when a COPY hits the primary key the batch falls back, inside
-the same transaction, to a staging table and ``INSERT … ON CONFLICT DO NOTHING``: the fast path
-costs nothing extra, the slow path only runs for batches that contain duplicates.
+Deduplication happens twice. A batch is known by its gateway and sequence number, with a digest
+of its bytes: a batch redelivered after a crash (same digest) is skipped whole before anything is
+written, and a different batch under a sequence number already taken is a dead letter. Readings
+then go straight into the keyed table with binary COPY; when a COPY still hits the primary key (the
+same readings in another batch, a backfill) the rows fall back, inside the same transaction, to a
+staging table and ``INSERT … ON CONFLICT DO NOTHING``. The fast path costs nothing extra.
+
+On plain PostgreSQL every write marks the 15-minute buckets it touched, in the same transaction,
+for :func:`ingest.rollups.refresh`; TimescaleDB tracks that itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 import psycopg
 from psycopg import sql
 
-from ingest.migrate import SCHEMA, latest_version
-from wire.catalogue import metric
-from wire.payload import Quality, Status, Telemetry
+from ingest.migrate import SCHEMA, Storage, latest_version
+from wire.catalogue import CARRIERS, metric
+from wire.payload import CounterEvent, Quality, Status, Telemetry
 from wire.topics import Topic
 
 log = logging.getLogger(__name__)
 
 QUALITY_CODES = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
-_COPY_TYPES = ["int4", "timestamptz", "float8", "int2"]
+_COPY_TYPES = ["int4", "timestamptz", "float8", "int2", "float8"]
+BUCKET_S = 900
+"""The smallest rollup, in seconds (15 minutes)."""
 
-Row = tuple[int, datetime, float | None, int]
+Row = tuple[int, datetime, float | None, int, float | None]
+"""point_id, ts, value, quality code, delta."""
 
 
 class StoreError(RuntimeError):
@@ -37,6 +47,8 @@ class StoreError(RuntimeError):
 class Accepted:
     topic: Topic
     batch: Telemetry
+    payload: bytes
+    """The bytes as received: their digest tells a redelivery from another batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +68,17 @@ class Rejected:
 class WriteResult:
     inserted: int = 0
     duplicates: int = 0
+    """Readings not inserted because they were there already (redelivered batches included)."""
+    replayed_batches: int = 0
     dead_letters: int = 0
     statuses: int = 0
+    events: int = 0
+
+
+class _Fresh(NamedTuple):
+    gateway_id: int
+    item: Accepted
+    digest: bytes
 
 
 @dataclass(slots=True)
@@ -66,9 +87,14 @@ class _Registry:
     points: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
+def digest(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=16).digest()
+
+
 class Store:
-    def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]], storage: Storage) -> None:
         self._conn = conn
+        self.storage = storage
         self._registry = _Registry()
         self._days: set[date] = set()
 
@@ -77,16 +103,16 @@ class Store:
         # Autocommit: every write opens its own explicit transaction block.
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
         try:
-            await _check_schema(conn)
+            storage = await _check_schema(conn)
             await conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS readings_stage "
-                "(point_id int4, ts timestamptz, value float8, quality int2) "
+                "(point_id int4, ts timestamptz, value float8, quality int2, delta float8) "
                 "ON COMMIT DELETE ROWS"
             )
         except BaseException:
             await conn.close()
             raise
-        return cls(conn)
+        return cls(conn, storage)
 
     async def close(self) -> None:
         await self._conn.close()
@@ -101,14 +127,24 @@ class Store:
         result = WriteResult()
         for update in statuses:
             await self._gateway_id(update.topic.site, update.topic.gateway)
-        rows, latest = await self._rows(accepted)
+        fresh, replays, repeated = await self._sort_batches(accepted)
+        result.replayed_batches = len(replays)
+        result.duplicates = sum(len(item.batch.readings) for item in replays)
+        rejected = [*rejected, *repeated]
+        rows, latest = await self._rows(fresh)
+        events = await self._events(fresh)
         await self._ensure_partitions(rows)
         async with self._conn.transaction():
             if rows:
-                result.inserted = await self._copy_readings(rows)
-                result.duplicates = len(rows) - result.inserted
+                inserted = await self._copy_readings(rows)
+                result.inserted = inserted
+                result.duplicates += len(rows) - inserted
                 await self._upsert_latest(latest.values())
-            await self._note_sequences(accepted)
+                if self.storage is Storage.PLAIN:
+                    await self._mark_stale(rows)
+            if events:
+                result.events = await self._store_events(events)
+            await self._note_batches(fresh)
             for update in statuses:
                 await self._apply_status(update)
                 result.statuses += 1
@@ -117,33 +153,107 @@ class Store:
                 result.dead_letters = len(rejected)
         return result
 
-    async def _rows(self, accepted: Sequence[Accepted]) -> tuple[list[Row], dict[int, Row]]:
+    async def _sort_batches(
+        self, accepted: Sequence[Accepted]
+    ) -> tuple[list[_Fresh], list[Accepted], list[Rejected]]:
+        """Split batches into new ones, redeliveries (the gateway, seq and digest of a batch
+        taken before) and impostors (a seq already taken, with other content)."""
+        keyed = [
+            _Fresh(
+                await self._gateway_id(item.topic.site, item.topic.gateway),
+                item,
+                digest(item.payload),
+            )
+            for item in accepted
+        ]
+        taken: dict[tuple[int, int], tuple[bytes, datetime | None]] = {}
+        if keyed:
+            cursor = await self._conn.execute(
+                f"""SELECT b.gateway_id, b.seq, b.digest, b.received_at
+                    FROM {SCHEMA}.batches b
+                    JOIN unnest(%s::int4[], %s::int8[]) AS k (gateway_id, seq)
+                      ON b.gateway_id = k.gateway_id AND b.seq = k.seq""",
+                ([k.gateway_id for k in keyed], [k.item.batch.seq for k in keyed]),
+            )
+            for gateway_id, seq, known, received_at in await cursor.fetchall():
+                assert isinstance(received_at, datetime)  # noqa: S101 - timestamptz
+                taken[int(str(gateway_id)), int(str(seq))] = (bytes(known), received_at)  # type: ignore[call-overload]
+        fresh: list[_Fresh] = []
+        replays: list[Accepted] = []
+        repeated: list[Rejected] = []
+        for entry in keyed:
+            batch = entry.item.batch
+            before = taken.get((entry.gateway_id, batch.seq))
+            if before is None:
+                taken[entry.gateway_id, batch.seq] = (entry.digest, None)
+                fresh.append(entry)
+            elif before[0] == entry.digest:
+                replays.append(entry.item)
+            else:
+                when = "earlier in this batch" if before[1] is None else before[1].isoformat()
+                repeated.append(
+                    Rejected(
+                        str(entry.item.topic),
+                        entry.item.payload,
+                        f"seq {batch.seq} of gateway {batch.gateway!r} was taken ({when}) with "
+                        "other content: a gateway whose outbox was reset, or two gateways "
+                        "with one id",
+                    )
+                )
+        return fresh, replays, repeated
+
+    async def _point_id(self, site: str, gateway: str, device: str, point: str) -> int:
+        point_id = self._registry.points.get((site, device, point))
+        if point_id is None:
+            point_id = await self._register_point(site, gateway, device, point)
+        return point_id
+
+    async def _rows(self, fresh: Sequence[_Fresh]) -> tuple[list[Row], dict[int, Row]]:
         rows: list[Row] = []
         latest: dict[int, Row] = {}
         points = self._registry.points
-        for item in accepted:
-            site, gateway = item.topic.site, item.topic.gateway
-            for reading in item.batch.readings:
-                key = (site, reading.device, reading.point)
-                point_id = points.get(key)
+        for entry in fresh:
+            site, gateway = entry.item.topic.site, entry.item.topic.gateway
+            for reading in entry.item.batch.readings:
+                point_id = points.get((site, reading.device, reading.point))
                 if point_id is None:
-                    point_id = await self._register_point(site, gateway, reading.device, key[2])
-                row = (point_id, reading.ts, reading.value, QUALITY_CODES[reading.quality])
+                    point_id = await self._register_point(
+                        site, gateway, reading.device, reading.point
+                    )
+                row = (
+                    point_id,
+                    reading.ts,
+                    reading.value,
+                    QUALITY_CODES[reading.quality],
+                    reading.delta,
+                )
                 rows.append(row)
                 newest = latest.get(point_id)
                 if newest is None or newest[1] < reading.ts:
                     latest[point_id] = row
         return rows, latest
 
+    async def _events(self, fresh: Sequence[_Fresh]) -> list[tuple[int, CounterEvent]]:
+        found = []
+        for entry in fresh:
+            site, gateway = entry.item.topic.site, entry.item.topic.gateway
+            for event in entry.item.batch.events:
+                point_id = await self._point_id(site, gateway, event.device, event.point)
+                found.append((point_id, event))
+        return found
+
     async def _copy_readings(self, rows: list[Row]) -> int:
-        copy_sql = "COPY {}.readings (point_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
+        copy_sql = (
+            "COPY {}.readings (point_id, ts, value, quality, delta) FROM STDIN (FORMAT BINARY)"
+        )
         try:
             async with self._conn.transaction():
                 await self._copy(sql.SQL(copy_sql).format(sql.Identifier(SCHEMA)), rows)
         except psycopg.errors.UniqueViolation:
             await self._copy(sql.SQL("COPY readings_stage FROM STDIN (FORMAT BINARY)"), rows)
             cursor = await self._conn.execute(
-                f"INSERT INTO {SCHEMA}.readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING"
+                f"INSERT INTO {SCHEMA}.readings (point_id, ts, value, quality, delta) "
+                "SELECT * FROM readings_stage ON CONFLICT DO NOTHING"
             )
             return cursor.rowcount
         return len(rows)
@@ -155,7 +265,7 @@ class Store:
                 await copy.write_row(row)
 
     async def _upsert_latest(self, rows: Iterable[Row]) -> None:
-        ids, stamps, values, qualities = zip(*rows, strict=True)
+        ids, stamps, values, qualities, _ = zip(*rows, strict=True)
         await self._conn.execute(
             f"""INSERT INTO {SCHEMA}.latest AS l (point_id, ts, value, quality)
                 SELECT * FROM unnest(%s::int4[], %s::timestamptz[], %s::float8[], %s::int2[])
@@ -165,31 +275,131 @@ class Store:
             (list(ids), list(stamps), list(values), list(qualities)),
         )
 
-    async def _note_sequences(self, accepted: Sequence[Accepted]) -> None:
+    async def _mark_stale(self, rows: list[Row]) -> None:
+        """Mark the 15-minute buckets of ``rows`` for the next rollup refresh, in ascending
+        order, so that concurrent writers lock marks in one order."""
+        buckets = sorted({int(row[1].timestamp()) // BUCKET_S * BUCKET_S for row in rows})
+        await self._conn.execute(
+            f"""INSERT INTO {SCHEMA}.rollup_stale (bucket)
+                SELECT to_timestamp(b) FROM unnest(%s::int8[]) AS b
+                ON CONFLICT (bucket) DO UPDATE SET bucket = excluded.bucket""",
+            (buckets,),
+        )
+
+    async def _store_events(self, events: list[tuple[int, CounterEvent]]) -> int:
+        cursor = await self._conn.execute(
+            f"""INSERT INTO {SCHEMA}.counter_events
+                    (point_id, ts, kind, before, after, amount, detail)
+                SELECT * FROM unnest(%s::int4[], %s::timestamptz[], %s::text[], %s::float8[],
+                                     %s::float8[], %s::float8[], %s::text[])
+                ON CONFLICT DO NOTHING""",
+            (
+                [point_id for point_id, _ in events],
+                [e.ts for _, e in events],
+                [e.kind for _, e in events],
+                [e.before for _, e in events],
+                [e.after for _, e in events],
+                [e.amount for _, e in events],
+                [e.detail for _, e in events],
+            ),
+        )
+        return cursor.rowcount
+
+    async def _note_batches(self, fresh: Sequence[_Fresh]) -> None:
+        """Record the batches taken, and that their gateways (and firms) are live."""
+        if not fresh:
+            return
+        await self._conn.execute(
+            f"""INSERT INTO {SCHEMA}.batches (gateway_id, seq, digest, readings)
+                SELECT * FROM unnest(%s::int4[], %s::int8[], %s::bytea[], %s::int4[])
+                ON CONFLICT DO NOTHING""",
+            (
+                [f.gateway_id for f in fresh],
+                [f.item.batch.seq for f in fresh],
+                [f.digest for f in fresh],
+                [len(f.item.batch.readings) for f in fresh],
+            ),
+        )
         newest: dict[int, int] = {}
-        for item in accepted:
-            gateway_id = await self._gateway_id(item.topic.site, item.topic.gateway)
-            newest[gateway_id] = max(newest.get(gateway_id, 0), item.batch.seq)
-        for gateway_id, seq in newest.items():
-            await self._conn.execute(
-                f"UPDATE {SCHEMA}.gateways SET last_seen = now(), "
-                "last_seq = greatest(last_seq, %s) WHERE id = %s",
-                (seq, gateway_id),
-            )
+        for f in fresh:
+            newest[f.gateway_id] = max(newest.get(f.gateway_id, 0), f.item.batch.seq)
+        await self._conn.execute(
+            f"""UPDATE {SCHEMA}.gateways g SET last_seen = now(),
+                    last_seq = greatest(g.last_seq, n.seq)
+                FROM unnest(%s::int4[], %s::int8[]) AS n (id, seq) WHERE g.id = n.id""",
+            (list(newest), list(newest.values())),
+        )
+        await self._conn.execute(
+            f"""UPDATE {SCHEMA}.firms f
+                SET onboarded_on = (now() AT TIME ZONE {SCHEMA}.local_zone())::date
+                FROM {SCHEMA}.gateways g
+                WHERE g.firm_id = f.id AND g.id = ANY (%s) AND f.onboarded_on IS NULL""",
+            (list(newest),),
+        )
 
     async def _apply_status(self, update: StatusUpdate) -> None:
+        """The gateway's metadata and health, its firm (registered, and onboarded once the
+        gateway has sent data), and its devices' health."""
         status = update.status
+        gateway_id = await self._gateway_id(update.topic.site, update.topic.gateway)
+        firm_id = None
+        if status.firm:
+            cursor = await self._conn.execute(
+                f"""INSERT INTO {SCHEMA}.firms AS f (code, onboarded_on)
+                    SELECT %(firm)s, CASE WHEN g.last_seq IS NOT NULL
+                        THEN (now() AT TIME ZONE {SCHEMA}.local_zone())::date END
+                    FROM {SCHEMA}.gateways g WHERE g.id = %(gateway)s
+                    ON CONFLICT (code) DO UPDATE
+                    SET onboarded_on = coalesce(f.onboarded_on, excluded.onboarded_on)
+                    RETURNING id""",
+                {"firm": status.firm, "gateway": gateway_id},
+            )
+            row = await cursor.fetchone()
+            firm_id = None if row is None else row[0]
         await self._conn.execute(
             f"""UPDATE {SCHEMA}.gateways
-                SET firm = %s, uplink = %s, state = %s, software = %s, last_seen = now()
-                WHERE site = %s AND name = %s""",
+                SET firm = %s, firm_id = %s, uplink = %s, state = %s, software = %s,
+                    alarms = %s, outbox_batches = %s, status_at = %s, last_seen = now()
+                WHERE id = %s""",
             (
                 status.firm,
+                firm_id,
                 status.uplink.value if status.uplink else None,
                 status.state,
                 status.software,
+                status.alarms,
+                status.outbox_batches,
+                status.ts,
+                gateway_id,
+            ),
+        )
+        if not status.devices:
+            return
+        devices = status.devices
+        await self._conn.execute(
+            f"""INSERT INTO {SCHEMA}.devices AS d
+                    (site, name, gateway_id, firm_id, profile, state, last_success, failures,
+                     error)
+                SELECT %s, n.name, %s, %s, n.profile, n.state, n.last_success, n.failures,
+                       n.error
+                FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::int4[],
+                            %s::text[]) AS n (name, profile, state, last_success, failures, error)
+                ON CONFLICT (site, name) DO UPDATE
+                SET gateway_id = excluded.gateway_id,
+                    firm_id = coalesce(excluded.firm_id, d.firm_id),
+                    profile = excluded.profile, state = excluded.state,
+                    last_success = excluded.last_success, failures = excluded.failures,
+                    error = excluded.error""",
+            (
                 update.topic.site,
-                update.topic.gateway,
+                gateway_id,
+                firm_id,
+                [d.name for d in devices],
+                [d.profile for d in devices],
+                [d.state for d in devices],
+                [d.last_success for d in devices],
+                [d.failures for d in devices],
+                [d.error for d in devices],
             ),
         )
 
@@ -246,8 +456,8 @@ class Store:
             device_row = await cursor.fetchone()
             assert device_row is not None  # noqa: S101
             cursor = await self._conn.execute(
-                f"""INSERT INTO {SCHEMA}.points (device_id, name, unit, kind)
-                    VALUES (%s, %s, %s, %s)
+                f"""INSERT INTO {SCHEMA}.points (device_id, name, unit, kind, carrier)
+                    VALUES (%s, %s, %s, %s, %s)
                     ON CONFLICT (device_id, name) DO UPDATE SET name = excluded.name
                     RETURNING id""",
                 (
@@ -255,6 +465,7 @@ class Store:
                     point,
                     known.unit if known else None,
                     known.kind.value if known else "gauge",
+                    CARRIERS.get(point),
                 ),
             )
             point_row = await cursor.fetchone()
@@ -264,16 +475,20 @@ class Store:
         return point_id
 
 
-async def _check_schema(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+async def _check_schema(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> Storage:
+    """The storage path of a database migrated far enough for this ingester."""
     try:
-        cursor = await conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_migrations")
+        cursor = await conn.execute(
+            f"SELECT max(version), min(storage) FROM {SCHEMA}.schema_migrations"
+        )
     except psycopg.errors.UndefinedTable:
         raise StoreError("the database has no Zayton schema: run 'zayton db migrate'") from None
     row = await cursor.fetchone()
     have = int(str(row[0])) if row and row[0] is not None else 0
     want = latest_version()
-    if have < want:
+    if row is None or have < want:
         raise StoreError(
             f"the database is at migration {have}, this ingester needs {want}: "
             "run 'zayton db migrate'"
         )
+    return Storage(str(row[1]))

@@ -26,7 +26,7 @@ def telemetry(seq: int, start: datetime, count: int, device: str = "m1") -> Acce
         for i in range(count)
     ]
     payload = encode_telemetry("gw-1", seq, start, readings)
-    return Accepted(TOPIC, parse_telemetry(payload, TOPIC))
+    return Accepted(TOPIC, parse_telemetry(payload, TOPIC), payload)
 
 
 def fetch(dsn: str, query: str) -> list[tuple[object, ...]]:

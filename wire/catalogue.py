@@ -85,3 +85,15 @@ METRICS: dict[str, Metric] = _catalogue(
 
 def metric(name: str) -> Metric | None:
     return METRICS.get(name)
+
+
+CARRIERS: dict[str, str] = {
+    "energy_import_kwh": "electricity",
+    "energy_export_kwh": "electricity_export",
+    "gas_volume_m3": "natural_gas",
+    "steam_mass_t": "steam",
+    "water_volume_m3": "water",
+    "pv_energy_total_kwh": "pv",
+    "production_count": "product",
+}
+"""What each catalogue counter counts: the energy carrier (or product) its consumption is of."""

@@ -1,0 +1,248 @@
+"""The store on a real PostgreSQL (plain path): rollups exact after late and replayed data,
+consumption from counter deltas, batch-level deduplication, counter events, registry from status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from ingest.migrate import Storage
+from ingest.rollups import refresh
+from ingest.store import Accepted, StatusUpdate, Store, WriteResult
+from wire.payload import SCHEMA_VERSION, format_ts, parse_status, parse_telemetry
+from wire.topics import Stream, Topic
+
+pytestmark = pytest.mark.integration
+
+TELEMETRY = Topic("site-1", "gw-1", Stream.TELEMETRY)
+STATUS = Topic("site-1", "gw-1", Stream.STATUS)
+LOCAL_MIDNIGHT = datetime(2026, 11, 19, 16, 0, tzinfo=UTC)
+"""2026-11-20 00:00 in Asia/Shanghai (UTC+8, no daylight saving)."""
+STEP = timedelta(minutes=5)
+DAY_STEPS = 288
+
+
+def batch(
+    seq: int, readings: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]] = ()
+) -> Accepted:
+    payload = json.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "gateway": "gw-1",
+            "seq": seq,
+            "sent_at": format_ts(datetime.now(UTC)),
+            "readings": list(readings),
+            "events": list(events),
+        }
+    ).encode()
+    return Accepted(TELEMETRY, parse_telemetry(payload, TELEMETRY), payload)
+
+
+def energy(at: datetime, value: float, delta: float | None) -> dict[str, Any]:
+    reading: dict[str, Any] = {
+        "device": "m1",
+        "point": "energy_import_kwh",
+        "ts": format_ts(at),
+        "value": value,
+    }
+    if delta is not None:
+        reading["delta"] = delta
+    return reading
+
+
+def power(at: datetime, value: float) -> dict[str, Any]:
+    return {"device": "m1", "point": "active_power_kw", "ts": format_ts(at), "value": value}
+
+
+def fetch(dsn: str, query: str, *args: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+async def write_all(dsn: str, batches: Sequence[Accepted]) -> list[WriteResult]:
+    store = await Store.connect(dsn)
+    try:
+        assert store.storage is Storage.PLAIN
+        results = [await store.write([b]) for b in batches]
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await refresh(conn, store.storage)
+    finally:
+        await store.close()
+    return results
+
+
+def rollup(dsn: str, table: str, point: str) -> dict[datetime, tuple[Any, ...]]:
+    rows = fetch(
+        dsn,
+        f"""SELECT r.bucket, r.readings, r.samples, r.value_sum, r.value_min, r.value_max,
+                   r.consumption
+            FROM zayton.{table} r JOIN zayton.points p ON p.id = r.point_id
+            WHERE p.name = %s ORDER BY r.bucket""",
+        point,
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_rollups_are_exact_and_take_in_late_data_and_ignore_replays(migrated_database: str) -> None:
+    dsn = migrated_database
+    # One local day at 5-minute steps: energy counts 1 kWh per step (none counted with the first
+    # reading), power is k mod 7 kW. Then the first reading of the next local day.
+    stamps = [LOCAL_MIDNIGHT + k * STEP for k in range(DAY_STEPS + 1)]
+    readings = []
+    for k, at in enumerate(stamps):
+        readings.append(energy(at, 1000.0 + k, None if k == 0 else 1.0))
+        readings.append(power(at, float(k % 7)))
+    batches = [batch(1 + i // 60, readings[i : i + 60]) for i in range(0, len(readings), 60)]
+    asyncio.run(write_all(dsn, batches))
+
+    day = rollup(dsn, "rollup_day", "energy_import_kwh")
+    next_day = LOCAL_MIDNIGHT + timedelta(days=1)
+    assert list(day) == [LOCAL_MIDNIGHT, next_day], "days are counted from local midnight"
+    assert day[LOCAL_MIDNIGHT][:2] == (DAY_STEPS, DAY_STEPS)
+    assert day[LOCAL_MIDNIGHT][5] == DAY_STEPS - 1  # 287 steps of 1 kWh; the first counts none
+    assert day[next_day][5] == 1.0
+    watts = rollup(dsn, "rollup_day", "active_power_kw")[LOCAL_MIDNIGHT]
+    assert watts[2] == sum(k % 7 for k in range(DAY_STEPS))
+    assert (watts[3], watts[4]) == (0.0, 6.0)
+    quarter = rollup(dsn, "rollup_15m", "energy_import_kwh")
+    assert len(quarter) == DAY_STEPS // 3 + 1
+    assert quarter[LOCAL_MIDNIGHT][5] == 2.0  # k = 0, 1, 2: two counted steps
+    assert quarter[LOCAL_MIDNIGHT + timedelta(minutes=15)][5] == 3.0
+    hours = rollup(dsn, "rollup_hour", "active_power_kw")
+    assert len(hours) == 25
+    assert hours[LOCAL_MIDNIGHT + timedelta(hours=3)][2] == sum(k % 7 for k in range(36, 48))
+    month = rollup(dsn, "rollup_month", "energy_import_kwh")
+    assert list(month) == [datetime(2026, 10, 31, 16, 0, tzinfo=UTC)], "local 1 November"
+    assert month[datetime(2026, 10, 31, 16, 0, tzinfo=UTC)][5] == DAY_STEPS
+
+    # A day late: readings between the old ones in local hour 3, and a batch sent again.
+    hour3 = LOCAL_MIDNIGHT + timedelta(hours=3)
+    late = [hour3 + k * STEP + timedelta(seconds=150) for k in range(12)]
+    late_batch = batch(
+        100, [energy(at, 2000.0, 0.5) for at in late] + [power(at, 10.0) for at in late]
+    )
+    results = asyncio.run(write_all(dsn, [late_batch, batches[0], late_batch]))
+    assert [(r.inserted, r.replayed_batches) for r in results] == [(24, 0), (0, 1), (0, 1)]
+
+    after = rollup(dsn, "rollup_hour", "active_power_kw")[hour3]
+    assert after[0] == 24
+    assert after[2] == sum(k % 7 for k in range(36, 48)) + 12 * 10.0
+    assert after[4] == 10.0
+    assert rollup(dsn, "rollup_hour", "energy_import_kwh")[hour3][5] == 12 * 1.0 + 12 * 0.5
+    assert rollup(dsn, "rollup_day", "energy_import_kwh")[LOCAL_MIDNIGHT][5] == 287 + 6.0
+    assert rollup(dsn, "rollup_month", "energy_import_kwh")[
+        datetime(2026, 10, 31, 16, 0, tzinfo=UTC)
+    ][5] == (288 + 6.0)
+    assert fetch(dsn, "SELECT count(*) FROM zayton.rollup_stale") == [(0,)]
+
+
+def test_a_redelivered_batch_is_skipped_and_another_under_its_seq_is_a_dead_letter(
+    migrated_database: str,
+) -> None:
+    dsn = migrated_database
+    at = LOCAL_MIDNIGHT
+    wrap = {
+        "device": "m1",
+        "point": "energy_import_kwh",
+        "ts": format_ts(at),
+        "kind": "wrap",
+        "before": 4294967.0,
+        "after": 3.0,
+        "amount": 5.0,
+        "detail": "",
+    }
+    first = batch(7, [energy(at, 3.0, 5.0)], [wrap])
+    impostor = batch(7, [energy(at + STEP, 4.0, 1.0)])
+    results = asyncio.run(write_all(dsn, [first, first, impostor]))
+    assert [(r.inserted, r.duplicates, r.replayed_batches, r.dead_letters) for r in results] == [
+        (1, 0, 0, 0),
+        (0, 1, 1, 0),
+        (0, 0, 0, 1),
+    ]
+    assert results[0].events == 1
+    (reason,) = fetch(dsn, "SELECT reason FROM zayton.dead_letters")[0]
+    assert "seq 7 of gateway 'gw-1' was taken" in reason
+    assert fetch(dsn, "SELECT kind, before, after, amount FROM zayton.counter_events") == [
+        ("wrap", 4294967.0, 3.0, 5.0)
+    ]
+    assert fetch(dsn, "SELECT count(*) FROM zayton.readings") == [(1,)]
+
+    # Two batches under one seq in one write: the first is taken, the second dead-lettered.
+    async def together() -> WriteResult:
+        store = await Store.connect(dsn)
+        try:
+            return await store.write(
+                [batch(8, [energy(at + 2 * STEP, 5.0, 1.0)]), batch(8, [power(at, 1.0)])]
+            )
+        finally:
+            await store.close()
+
+    result = asyncio.run(together())
+    assert (result.inserted, result.dead_letters) == (1, 1)
+
+
+def status(firm: str | None, devices: list[dict[str, Any]]) -> StatusUpdate:
+    payload = json.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "gateway": "gw-1",
+            "state": "online",
+            "ts": format_ts(datetime.now(UTC)),
+            "site": "site-1",
+            "firm": firm,
+            "uplink": "5g",
+            "software": "zayton-gateway test",
+            "devices": devices,
+            "alarms": ["outbox full (1 of 1 bytes)"],
+            "outbox_batches": 3,
+        }
+    ).encode()
+    return StatusUpdate(STATUS, parse_status(payload, STATUS))
+
+
+def test_status_registers_firm_gateway_and_device_health_and_data_onboards_the_firm(
+    migrated_database: str,
+) -> None:
+    dsn = migrated_database
+    devices = [
+        {"name": "m1", "state": "online", "profile": "chint-dtsu666", "failures": 0},
+        {"name": "m2", "state": "offline", "failures": 7, "error": "no answer within 1.0 s"},
+    ]
+
+    async def scenario() -> None:
+        store = await Store.connect(dsn)
+        try:
+            await store.write([], [status("firm-a", devices)])
+            assert fetch(dsn, "SELECT code, onboarded_on FROM zayton.firms") == [("firm-a", None)]
+            await store.write([batch(1, [power(LOCAL_MIDNIGHT, 1.0)])])
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    (onboarded,) = fetch(dsn, "SELECT onboarded_on FROM zayton.firms WHERE code = 'firm-a'")[0]
+    local_today = (datetime.now(UTC) + timedelta(hours=8)).date()
+    assert isinstance(onboarded, date)
+    assert onboarded == local_today
+    gateway = fetch(
+        dsn,
+        """SELECT g.uplink, g.alarms, g.outbox_batches, f.code
+           FROM zayton.gateways g JOIN zayton.firms f ON f.id = g.firm_id""",
+    )
+    assert gateway == [("5g", ["outbox full (1 of 1 bytes)"], 3, "firm-a")]
+    health = fetch(
+        dsn,
+        """SELECT d.name, d.state, d.profile, d.failures, d.error, f.code
+           FROM zayton.devices d JOIN zayton.firms f ON f.id = d.firm_id ORDER BY d.name""",
+    )
+    assert health == [
+        ("m1", "online", "chint-dtsu666", 0, None, "firm-a"),
+        ("m2", "offline", None, 7, "no answer within 1.0 s", "firm-a"),
+    ]
+    carriers = fetch(dsn, "SELECT name, kind, carrier FROM zayton.points ORDER BY name")
+    assert carriers == [("active_power_kw", "gauge", None)]
