@@ -44,6 +44,9 @@ class IngestSettings:
     rollup_refresh_s: float = 10.0
     """How often rollups take in what arrived (plain PostgreSQL; TimescaleDB's policies run
     on their own)."""
+    auto_register: bool = True
+    """A device registers itself with its first reading; False: only devices a gateway
+    announced in its status are taken, batches naming others are dead letters."""
     keep_days: int | None = None
     """Raw readings older than this many days are dropped (rollups stay); None keeps all."""
 
@@ -120,7 +123,9 @@ async def store_with_retry(
     while True:
         try:
             if store is None:
-                store = await Store.connect(settings.database_url)
+                store = await Store.connect(
+                    settings.database_url, auto_register=settings.auto_register
+                )
             return store, await store.write(accepted, statuses, rejected)
         except psycopg.OperationalError as err:
             log.error("database unavailable (%s); retrying in %.1f s", err, delay)  # noqa: TRY400
@@ -146,7 +151,7 @@ async def run_ingester(
     ``ready`` is set once the broker has confirmed the subscriptions.
     """
     counters = counters or Counters()
-    connected = await Store.connect(settings.database_url)
+    connected = await Store.connect(settings.database_url, auto_register=settings.auto_register)
     storage = connected.storage
     store: Store | None = connected
     filters = [

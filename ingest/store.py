@@ -92,14 +92,25 @@ def digest(payload: bytes) -> bytes:
 
 
 class Store:
-    def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]], storage: Storage) -> None:
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[tuple[object, ...]],
+        storage: Storage,
+        *,
+        auto_register: bool = True,
+    ) -> None:
+        """``auto_register``: a device is registered by its first reading; without it, only
+        devices a gateway announced in its status are taken, and batches naming any other
+        are dead letters."""
         self._conn = conn
         self.storage = storage
+        self.auto_register = auto_register
         self._registry = _Registry()
         self._days: set[date] = set()
+        self._announced: set[tuple[str, str]] = set()
 
     @classmethod
-    async def connect(cls, dsn: str) -> Store:
+    async def connect(cls, dsn: str, *, auto_register: bool = True) -> Store:
         # Autocommit: every write opens its own explicit transaction block.
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
         try:
@@ -112,7 +123,7 @@ class Store:
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, storage)
+        return cls(conn, storage, auto_register=auto_register)
 
     async def close(self) -> None:
         await self._conn.close()
@@ -128,6 +139,9 @@ class Store:
         for update in statuses:
             await self._gateway_id(update.topic.site, update.topic.gateway)
         fresh, replays, repeated = await self._sort_batches(accepted)
+        if not self.auto_register:
+            fresh, strangers = await self._announced_only(fresh, statuses)
+            repeated.extend(strangers)
         result.replayed_batches = len(replays)
         result.duplicates = sum(len(item.batch.readings) for item in replays)
         rejected = [*rejected, *repeated]
@@ -201,6 +215,41 @@ class Store:
                     )
                 )
         return fresh, replays, repeated
+
+    async def _announced_only(
+        self, fresh: list[_Fresh], statuses: Sequence[StatusUpdate]
+    ) -> tuple[list[_Fresh], list[Rejected]]:
+        """Keep the batches whose devices were all announced by a gateway's status (in the
+        database, or in ``statuses`` of this same write)."""
+        for update in statuses:
+            self._announced.update((update.topic.site, d.name) for d in update.status.devices)
+        kept: list[_Fresh] = []
+        strangers: list[Rejected] = []
+        for entry in fresh:
+            site, batch = entry.item.topic.site, entry.item.batch
+            named = {r.device for r in batch.readings} | {e.device for e in batch.events}
+            unknown = {name for name in named if (site, name) not in self._announced}
+            if unknown:
+                cursor = await self._conn.execute(
+                    f"""SELECT name FROM {SCHEMA}.devices
+                        WHERE site = %s AND name = ANY (%s) AND state IS NOT NULL""",
+                    (site, sorted(unknown)),
+                )
+                found = {str(row[0]) for row in await cursor.fetchall()}
+                self._announced.update((site, name) for name in found)
+                unknown -= found
+            if unknown:
+                strangers.append(
+                    Rejected(
+                        str(entry.item.topic),
+                        entry.item.payload,
+                        f"unknown device(s) {', '.join(sorted(unknown))} at site {site!r}: no "
+                        "gateway status announced them (automatic registration is off)",
+                    )
+                )
+            else:
+                kept.append(entry)
+        return kept, strangers
 
     async def _point_id(self, site: str, gateway: str, device: str, point: str) -> int:
         point_id = self._registry.points.get((site, device, point))

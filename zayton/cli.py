@@ -157,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_run.add_argument(
         "--share-group", help="join a shared subscription group to split load between ingesters"
     )
+    ingest_run.add_argument(
+        "--known-devices-only",
+        action="store_true",
+        help="take readings only of devices a gateway announced in its status; others become "
+        "dead letters (default: a device registers itself with its first reading)",
+    )
+    ingest_run.add_argument(
+        "--keep-days",
+        type=int,
+        help="drop raw readings older than this many days (rollups are kept; default: keep all)",
+    )
 
     api = commands.add_parser(
         "api",
@@ -292,6 +303,8 @@ def _ingest(args: argparse.Namespace) -> int:
         topic_root=args.topic_root,
         client_id=args.client_id,
         share_group=args.share_group,
+        auto_register=not args.known_devices_only,
+        keep_days=args.keep_days,
     )
     return run_until_signalled(lambda stop: run_ingester(settings, stop))
 
