@@ -54,10 +54,11 @@ from pymodbus.pdu import ModbusPDU
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import DeviceError
 from gateway.outbox import Outbox
-from gateway.poller import DeviceReader, Histogram, poll_forever
+from gateway.poller import DeviceReader, poll_forever
 from gateway.service import Forwarder, bind_readers, freeze_startup_objects, open_outbox
 from wire.broker import BrokerSettings
 from wire.mqtt import Publisher
+from wire.stats import Histogram
 from zayton.localservers import LocalBroker, tcp_answers
 
 HOST = "127.0.0.1"

@@ -20,19 +20,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.outbox import Outbox
-from gateway.poller import DeviceReader, Histogram
+from gateway.poller import DeviceReader
 from wire.mqtt import Publisher
+from wire.stats import Histogram
 
 
-def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
-    cumulative, buckets = 0, []
-    for bound, count in zip((*histogram.bounds, float("inf")), histogram.counts, strict=True):
-        cumulative += count
-        buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
-    return buckets
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity: the registry keys on it
 class GatewayCollector(Collector):
     gateway: str
     readers: Sequence[DeviceReader]
@@ -73,7 +66,7 @@ class GatewayCollector(Collector):
                 errors.add_metric([gw, name, kind], count)
             readings.add_metric([gw, name], health.readings)
             duration.add_metric(
-                [gw, name], buckets=_buckets(health.duration), sum_value=health.duration.sum
+                [gw, name], buckets=health.duration.buckets(), sum_value=health.duration.sum
             )
             online.add_metric([gw, name], 1.0 if health.state == "online" else 0.0)
         yield from (polls, errors, readings, duration, online)
@@ -83,7 +76,7 @@ class GatewayCollector(Collector):
             "How late polls start after their wall-clock tick",
             labels=["gateway"],
         )
-        lag.add_metric([gw], buckets=_buckets(self.start_lag), sum_value=self.start_lag.sum)
+        lag.add_metric([gw], buckets=self.start_lag.buckets(), sum_value=self.start_lag.sum)
         yield lag
 
         box = self.outbox

@@ -10,7 +10,6 @@ their :class:`CounterTracker` (docs/counters.md) and carry the consumption they 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import json
 import logging
@@ -25,6 +24,7 @@ from gateway.counters import CounterEvent, CounterTracker
 from gateway.errors import DeviceError
 from gateway.modbus import READ_FUNCTIONS, Link
 from wire.payload import DeviceStatus, Quality, format_ts
+from wire.stats import Histogram
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +46,6 @@ class Poll:
     """JSON objects of wire-contract counter events."""
     counters: dict[str, dict[str, object]] = field(default_factory=dict)
     """The state of every counter tracker this poll advanced, to be stored with the poll."""
-
-
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Upper bounds, in seconds, of the poll duration histogram (Prometheus ``le``)."""
-
-
-class Histogram:
-    """Counts of observations per bucket: a plain list, so the hot path costs a bisect."""
-
-    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
 
 
 class Health:

@@ -25,10 +25,11 @@ from gateway.config import GatewayConfig
 from gateway.metrics import GatewayCollector, registry_for
 from gateway.modbus import Link, links_for
 from gateway.outbox import Batch, Outbox
-from gateway.poller import DeviceReader, Histogram, Poll, poll_forever
+from gateway.poller import DeviceReader, Poll, poll_forever
 from gateway.sparkplug_node import SparkplugNode
 from wire.mqtt import Publisher
 from wire.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION, Status, encode_status
+from wire.stats import Histogram
 from wire.topics import Stream, Topic
 
 log = logging.getLogger(__name__)

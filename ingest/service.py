@@ -12,11 +12,15 @@ import asyncio
 import contextlib
 import logging
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from wsgiref.simple_server import WSGIServer
 
 import psycopg
+from prometheus_client import start_http_server
 
+from ingest.metrics import Counters, IngestCollector, registry_for
 from ingest.rollups import Maintenance, maintain
 from ingest.store import Accepted, Rejected, StatusUpdate, Store, WriteResult
 from wire.broker import BrokerSettings
@@ -44,6 +48,9 @@ class IngestSettings:
     rollup_refresh_s: float = 10.0
     """How often rollups take in what arrived (plain PostgreSQL; TimescaleDB's policies run
     on their own)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (0: any free port; None: no endpoint)."""
+    metrics_host: str = "127.0.0.1"
     auto_register: bool = True
     """A device registers itself with its first reading; False: only devices a gateway
     announced in its status are taken, batches naming others are dead letters."""
@@ -52,11 +59,27 @@ class IngestSettings:
 
 
 @dataclass(slots=True)
-class Counters:
-    messages: int = 0
-    inserted: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
+class Sorted:
+    """One batch of messages, sorted by what they are."""
+
+    accepted: list[Accepted] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def sort_messages(messages: list[Message], settings: IngestSettings) -> Sorted:
+    now = datetime.now(UTC)
+    found = Sorted()
+    for message in messages:
+        item = classify(message, settings, now)
+        if isinstance(item, Accepted):
+            found.accepted.append(item)
+        elif isinstance(item, StatusUpdate):
+            found.statuses.append(item)
+        else:
+            log.warning("dead letter from %s: %s", item.topic, item.reason)
+            found.rejected.append(item)
+    return found
 
 
 def classify(
@@ -100,25 +123,12 @@ async def next_batch(subscriber: Subscriber, max_messages: int, max_age_s: float
 
 
 async def store_with_retry(
-    settings: IngestSettings, store: Store | None, messages: list[Message], stop: asyncio.Event
+    settings: IngestSettings, store: Store | None, batch: Sorted, stop: asyncio.Event
 ) -> tuple[Store | None, WriteResult | None]:
     """Write one batch, reconnecting until the database takes it or ``stop`` is set.
 
     Returns no result when stopped first: the batch was not stored and must not be acknowledged.
     """
-    now = datetime.now(UTC)
-    accepted: list[Accepted] = []
-    statuses: list[StatusUpdate] = []
-    rejected: list[Rejected] = []
-    for message in messages:
-        item = classify(message, settings, now)
-        if isinstance(item, Accepted):
-            accepted.append(item)
-        elif isinstance(item, StatusUpdate):
-            statuses.append(item)
-        else:
-            log.warning("dead letter from %s: %s", item.topic, item.reason)
-            rejected.append(item)
     delay = 0.5
     while True:
         try:
@@ -126,7 +136,7 @@ async def store_with_retry(
                 store = await Store.connect(
                     settings.database_url, auto_register=settings.auto_register
                 )
-            return store, await store.write(accepted, statuses, rejected)
+            return store, await store.write(batch.accepted, batch.statuses, batch.rejected)
         except psycopg.OperationalError as err:
             log.error("database unavailable (%s); retrying in %.1f s", err, delay)  # noqa: TRY400
             if store is not None:
@@ -174,8 +184,15 @@ async def run_ingester(
         ),
         name="rollups",
     )
+    metrics_server: WSGIServer | None = None
     try:
         async with subscriber:
+            if settings.metrics_port is not None:
+                registry = registry_for(IngestCollector(counters, subscriber))
+                metrics_server, _ = start_http_server(
+                    settings.metrics_port, settings.metrics_host, registry
+                )
+                log.info("metrics on http://%s:%d/metrics", *metrics_server.server_address[:2])
             log.info("ingesting %s into the database", filters)
             if ready is not None:
                 watcher = asyncio.create_task(subscriber.subscribed.wait())
@@ -191,15 +208,21 @@ async def run_ingester(
                     waiter.cancel()
                     break
                 messages = waiter.result()
-                store, result = await store_with_retry(settings, store, messages, stop)
+                taken = time.monotonic()
+                batch = sort_messages(messages, settings)
+                store, result = await store_with_retry(settings, store, batch, stop)
                 if result is None:
                     break
                 subscriber.ack(messages)
-                counters.messages += len(messages)
-                counters.inserted += result.inserted
-                counters.duplicates += result.duplicates
-                counters.dead_letters += result.dead_letters
+                counters.add(len(messages), result)
+                counters.commit_latency.observe(time.monotonic() - taken)
+                committed = datetime.now(UTC)
+                for item in batch.accepted:
+                    counters.lag.observe(max(0.0, (committed - item.batch.sent_at).total_seconds()))
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         finished.set()
         await upkeep
         if store is not None:

@@ -70,6 +70,8 @@ class WriteResult:
     duplicates: int = 0
     """Readings not inserted because they were there already (redelivered batches included)."""
     replayed_batches: int = 0
+    readings: int = 0
+    """Readings in the telemetry batches taken (new or replayed)."""
     dead_letters: int = 0
     statuses: int = 0
     events: int = 0
@@ -143,6 +145,7 @@ class Store:
             fresh, strangers = await self._announced_only(fresh, statuses)
             repeated.extend(strangers)
         result.replayed_batches = len(replays)
+        result.readings = sum(len(item.batch.readings) for item in accepted)
         result.duplicates = sum(len(item.batch.readings) for item in replays)
         rejected = [*rejected, *repeated]
         rows, latest = await self._rows(fresh)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.config import GatewayConfig, load_config
@@ -100,13 +101,28 @@ def test_every_device_is_published_with_counters_health_and_read_codes_only(
     simulator = ParkSimulator(load_scenario("tiny"))
     units = simulator.park.gateways[SHOES].devices.values()
     expected = {(d.name, p.name) for d in units for p in d.profile.points}
+    metrics_port = free_port()
+    scraped: list[str] = []
+
+    async def scrape_later() -> None:
+        await asyncio.sleep(2.0)
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        scraped.extend(response.text.splitlines())
 
     async def scenario() -> None:
         async with simulator:
             path = write_config(
-                simulator, tmp_path, SHOES, mqtt_url=mqtt_url, topic_root=topic_prefix
+                simulator,
+                tmp_path,
+                SHOES,
+                mqtt_url=mqtt_url,
+                topic_root=topic_prefix,
+                edit=lambda text: text.replace(
+                    "[gateway]\n", f"[gateway]\nmetrics_port = {metrics_port}\n"
+                ),
             )
-            await run_for(load_config(path), 2.5)
+            await asyncio.gather(run_for(load_config(path), 2.5), scrape_later())
 
     with Collector(mqtt_url, f"{topic_prefix}/v1/+/+/#", f"c-{topic_prefix}") as collector:
         asyncio.run(scenario())
@@ -136,6 +152,12 @@ def test_every_device_is_published_with_counters_health_and_read_codes_only(
     assert {d.name for d in online[-1].devices} == {d.name for d in units}
     assert {d.state for d in online[-1].devices} == {"online"}
     assert status[-1].state == "offline"
+    # Prometheus: polls, readings and health per device, outbox and MQTT of the gateway.
+    for unit in units:
+        line = f'zayton_gateway_polls_total{{device="{unit.name}",gateway="{SHOES}",result="ok"}}'
+        assert any(x.startswith(line) and float(x.split()[-1]) >= 5 for x in scraped), unit.name
+    assert f'zayton_gateway_mqtt_connected{{gateway="{SHOES}"}} 1.0' in scraped
+    assert any(x.startswith("zayton_gateway_batches_acknowledged_total") for x in scraped)
     # Only read function codes ever reached the devices.
     served = simulator.servers[SHOES].function_codes
     assert sum(served.values()) > 0

@@ -7,13 +7,16 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 import pytest
 
-from ingest.service import Counters, IngestSettings, run_ingester
+from ingest.metrics import Counters
+from ingest.service import IngestSettings, run_ingester
 from tests.test_pipeline import eventually, publish_all
 from wire.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION, Quality, encode_telemetry, format_ts
 from wire.topics import Stream, Topic
+from zayton.localservers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +87,9 @@ def test_every_bad_payload_is_a_dead_letter_and_good_traffic_keeps_flowing(
             messages.append(good[1])
     messages.append(good[2])
 
+    metrics_port = free_port()
+    scraped: list[str] = []
+
     async def scenario() -> Counters:
         stop, ready, counters = asyncio.Event(), asyncio.Event(), Counters()
         settings = IngestSettings(
@@ -92,6 +98,7 @@ def test_every_bad_payload_is_a_dead_letter_and_good_traffic_keeps_flowing(
             topic_root=topic_prefix,
             client_id=f"{topic_prefix}-ingest",
             auto_register=False,
+            metrics_port=metrics_port,
         )
         task = asyncio.create_task(run_ingester(settings, stop, counters, ready))
         async with asyncio.timeout(20):
@@ -104,6 +111,9 @@ def test_every_bad_payload_is_a_dead_letter_and_good_traffic_keeps_flowing(
             return counters if counters.messages >= len(messages) else None
 
         await eventually(settled)
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        scraped.extend(response.text.splitlines())
         stop.set()
         await task
         return counters
@@ -114,6 +124,9 @@ def test_every_bad_payload_is_a_dead_letter_and_good_traffic_keeps_flowing(
         letters = conn.execute("SELECT topic, payload, reason FROM zayton.dead_letters").fetchall()
     assert values == [(11.0,), (22.0,), (33.0,)]
     assert (counters.inserted, counters.dead_letters) == (3, len(corpus))
+    assert f"zayton_ingest_dead_letters_total {float(len(corpus))}" in scraped
+    assert "zayton_ingest_readings_inserted_total 3.0" in scraped
+    assert any(line.startswith("zayton_ingest_lag_seconds_count") for line in scraped)
     stored = {(str(topic), bytes(payload)): str(reason) for topic, payload, reason in letters}
     for topic, payload, expected in corpus:
         reason = stored.get((topic, payload))

@@ -393,6 +393,11 @@ class Subscriber(_Session):
                 break
         await asyncio.to_thread(self._client.loop_stop)
 
+    @property
+    def waiting(self) -> int:
+        """Messages received and not yet taken by :meth:`get`."""
+        return self._queue.qsize()
+
     async def get(self) -> Message:
         return await self._queue.get()
 

@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--share-group", help="join a shared subscription group to split load between ingesters"
     )
     ingest_run.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free)"
+    )
+    ingest_run.add_argument(
         "--known-devices-only",
         action="store_true",
         help="take readings only of devices a gateway announced in its status; others become "
@@ -304,6 +307,7 @@ def _ingest(args: argparse.Namespace) -> int:
         client_id=args.client_id,
         share_group=args.share_group,
         auto_register=not args.known_devices_only,
+        metrics_port=args.metrics_port,
         keep_days=args.keep_days,
     )
     return run_until_signalled(lambda stop: run_ingester(settings, stop))
