@@ -321,6 +321,9 @@ class LocalBroker(_Server):
                 "persistence true",
                 f"persistence_location {self.datadir}/",
                 "autosave_interval 30",
+                # The default (1,000) drops QoS 1 messages beyond it for a subscriber that is
+                # behind, such as an ingester restarting after an outage.
+                "max_queued_messages 1000000",
                 "log_dest stderr",
             ]
             if os.geteuid() == 0:  # else mosquitto drops to user mosquitto, who cannot write here

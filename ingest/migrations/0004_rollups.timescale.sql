@@ -58,7 +58,11 @@ SELECT add_compression_policy('zayton.readings', interval '7 days');
 -- (refresh_continuous_aggregate per view, in order); nothing marks stale buckets on this path:
 -- TimescaleDB logs invalidations itself.
 
+-- Retention: drop the chunks of readings that end before keep_from; returns how many. keep_from
+-- starts at 00:00 UTC, as the day partitions of the plain path are UTC days, whatever the
+-- session's time zone (keep_from::timestamptz would take the session's).
 CREATE FUNCTION zayton.drop_readings_before(keep_from date)
 RETURNS integer LANGUAGE sql AS $$
-    SELECT count(*)::integer FROM drop_chunks('zayton.readings', older_than => keep_from::timestamptz)
+    SELECT count(*)::integer
+    FROM drop_chunks('zayton.readings', older_than => keep_from::timestamp AT TIME ZONE 'UTC')
 $$;
