@@ -41,18 +41,52 @@ async def refresh(conn: AsyncConn, storage: Storage, up_to: datetime | None = No
         )
         row = await cursor.fetchone()
         return int(str(row[0])) if row else 0
-    for view in ROLLUPS:
+    # The 15-minute rollup is refreshed only over the readings that still exist: TimescaleDB logs
+    # the range of a dropped chunk as changed, and refreshing it would recompute its buckets
+    # from nothing. The coarser rollups follow the 15-minute one, which keeps its buckets.
+    cursor = await conn.execute(
+        "SELECT min(range_start) FROM timescaledb_information.chunks "
+        "WHERE hypertable_schema = %s AND hypertable_name = 'readings'",
+        (SCHEMA,),
+    )
+    row = await cursor.fetchone()
+    oldest = None if row is None else row[0]
+    if oldest is not None:
         await conn.execute(
-            f"CALL refresh_continuous_aggregate('{SCHEMA}.{view}', NULL, %s)", (up_to,)
+            f"CALL refresh_continuous_aggregate('{SCHEMA}.{ROLLUPS[0]}', "
+            "%s::timestamptz, %s::timestamptz)",
+            (oldest, up_to),
+        )
+    for view in ROLLUPS[1:]:
+        await conn.execute(
+            f"CALL refresh_continuous_aggregate('{SCHEMA}.{view}', NULL, %s::timestamptz)",
+            (up_to,),
         )
     return 0
 
 
-async def keep_partitions(conn: AsyncConn, *, days_ahead: int = 7, keep_days: int | None) -> int:
+async def keep_partitions(
+    conn: AsyncConn,
+    *,
+    days_ahead: int = 7,
+    keep_days: int | None,
+    storage: Storage = Storage.PLAIN,
+) -> int:
     """Create the readings partitions of the coming days (plain path; TimescaleDB makes its
     chunks itself) and drop the raw readings older than ``keep_days`` (None: keep everything).
     Rollups are kept whatever happens to raw readings. Returns the partitions dropped."""
     today = datetime.now(UTC).date()
+    if storage is Storage.TIMESCALE and keep_days is not None:
+        # The refresh policy must never reach back into dropped chunks (see refresh()).
+        await conn.execute(
+            f"SELECT remove_continuous_aggregate_policy('{SCHEMA}.{ROLLUPS[0]}', if_exists => true)"
+        )
+        await conn.execute(
+            f"SELECT add_continuous_aggregate_policy('{SCHEMA}.{ROLLUPS[0]}', "
+            "start_offset => make_interval(days => %s), end_offset => NULL, "
+            "schedule_interval => interval '30 seconds')",
+            (max(1, keep_days - 1),),
+        )
     await conn.execute(
         f"SELECT {SCHEMA}.ensure_readings_partitions(%s, %s)",
         (today - timedelta(days=1), today + timedelta(days=days_ahead)),
@@ -88,7 +122,7 @@ async def maintain(dsn: str, storage: Storage, settings: Maintenance, stop: asyn
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                 while not stop.is_set():
                     if loop.time() - last_partitions >= settings.partition_interval_s:
-                        await keep_partitions(conn, keep_days=settings.keep_days)
+                        await keep_partitions(conn, keep_days=settings.keep_days, storage=storage)
                         last_partitions = loop.time()
                     if storage is Storage.PLAIN:
                         await refresh(conn, storage)

@@ -208,6 +208,7 @@ class Connection {
       return true
     }
     const type = String.fromCharCode(packet[0])
+    debug(this.id, type, packet.length)
     if (type === 'X') return false
     if (this.copy !== null) {
       await this.copyMessage(type, packet)
