@@ -1,6 +1,7 @@
 """Benchmark of the ingester on this machine; prints figures, ratios and goals.
 
-    .venv/bin/python bench/ingest_throughput.py [--readings 1000000] [--database-url DSN] [--mqtt-url URL]
+    .venv/bin/python bench/ingest_throughput.py [--readings 1000000]
+        [--database-url DSN] [--mqtt-url URL]
 
 Each stage runs on a fresh migrated database (plain path) with the same rows: 1,000 points,
 readings one second apart, 1,000 readings per telemetry batch.
