@@ -75,7 +75,6 @@ class SparkplugNode:
         self._last: dict[str, dict[str, tuple[int, float | None]]] = {}
         """Per device, the last value and its time (ms) of every point: what a DBIRTH shows."""
         self._born: set[str] = set()
-        self.live = False
         group, node = self.edge.group_id, self.edge.edge_node_id
         self.session = NodeSession(
             config.mqtt.broker if settings.url is None else BrokerSettings.from_url(settings.url),
@@ -89,7 +88,11 @@ class SparkplugNode:
             ],
             on_command=self._command,
         )
-        self.sent = 0
+
+    @property
+    def live(self) -> bool:
+        """Connected, and so born: data may be sent."""
+        return self.session.connected.is_set()
 
     # The session's callbacks.
 
@@ -104,11 +107,9 @@ class SparkplugNode:
     def _connected(self) -> None:
         self.edge.start_session(self._will_bd_seq)
         self._outbox.keep_setting(BD_SEQ_SETTING, self._next_bd_seq)
-        self.live = True
         self._births()
 
     def _lost(self) -> None:
-        self.live = False
         self._born.clear()
 
     def _command(self, text: str, payload: bytes) -> None:
@@ -181,5 +182,4 @@ class SparkplugNode:
         self._born.add(name)
 
     def _publish(self, message: Message) -> None:
-        if self.session.publish(message.topic, message.payload):
-            self.sent += 1
+        self.session.publish(message.topic, message.payload)

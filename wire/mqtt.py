@@ -122,13 +122,28 @@ class _Session:
     def _before_connect(self, client: paho.Client) -> None:
         """About to (re)connect: the place to change what the next CONNECT carries."""
 
+    async def __aenter__(self) -> Self:
+        self._start()
+        return self
+
     def _start(self) -> None:
         """Connect in the background (paho retries until the broker answers)."""
         self._loop = asyncio.get_running_loop()
+        self._before_connect(self._client)
         self._client.connect_async(
             self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
         )
         self._client.loop_start()
+
+    async def _stop(self) -> None:
+        """Disconnect cleanly (no will, no retry) and stop paho's network thread."""
+        self._closing = True
+        self._client.disconnect()
+        self._unblock()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    def _unblock(self) -> None:
+        """Let paho's network thread go if it waits on this side (before it is stopped)."""
 
     def _call(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` on the loop; safe from paho's network thread."""
@@ -214,10 +229,6 @@ class Publisher(_Session):
         """Messages sent and not yet acknowledged."""
         return len(self._pending)
 
-    async def __aenter__(self) -> Self:
-        self._start()
-        return self
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -234,9 +245,7 @@ class Publisher(_Session):
                     await self._track(mid)
             except (TimeoutError, PublishError):
                 log.warning("could not publish the offline status before disconnecting")
-        self._closing = True
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        await self._stop()
         # Nothing acknowledges what is still pending now: release whoever waits for it.
         for future in self._pending.values():
             future.cancel()
@@ -373,25 +382,21 @@ class Subscriber(_Session):
         client.on_message = self._on_message
         super().__init__(settings, client)
 
-    async def __aenter__(self) -> Self:
-        self._start()
-        return self
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._closing = True
-        self._client.disconnect()
-        # Unblock the network thread if it waits for a slot, so that it can stop.
+        await self._stop()
+
+    def _unblock(self) -> None:
+        # The network thread may wait for a slot: release enough for it to see the close.
         for _ in range(64):
             try:
                 self._slots.release()
             except ValueError:
                 break
-        await asyncio.to_thread(self._client.loop_stop)
 
     @property
     def waiting(self) -> int:
@@ -478,11 +483,6 @@ class NodeSession(_Session):
         client.on_message = self._on_message
         super().__init__(settings, client)
 
-    async def __aenter__(self) -> Self:
-        self._before_connect(self._client)
-        self._start()
-        return self
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -495,17 +495,13 @@ class NodeSession(_Session):
             await asyncio.to_thread(info.wait_for_publish, 2.0)
             if not info.is_published():
                 log.warning("could not publish the death certificate before disconnecting")
-        self._closing = True
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        await self._stop()
         self.connected.clear()
 
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Send at QoS 0 now; False when there is no connection (the message is dropped)."""
-        if not self.connected.is_set():
-            return False
-        info = self._client.publish(topic, payload, qos=0)
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Send at QoS 0 now; without a connection the message is dropped."""
+        if self.connected.is_set():
+            self._client.publish(topic, payload, qos=0)
 
     def _arrived(self) -> None:
         self.connected.set()
