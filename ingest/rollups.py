@@ -77,15 +77,20 @@ async def keep_partitions(
     Rollups are kept whatever happens to raw readings. Returns the partitions dropped."""
     today = datetime.now(UTC).date()
     if storage is Storage.TIMESCALE and keep_days is not None:
-        # The refresh policy must never reach back into dropped chunks (see refresh()).
+        # The refresh policy must never reach back into dropped chunks (see refresh()): its
+        # window is set in place, so running this again changes nothing. (The jobs view names
+        # a continuous aggregate's job by the view or, in older releases, by its hypertable.)
         await conn.execute(
-            f"SELECT remove_continuous_aggregate_policy('{SCHEMA}.{ROLLUPS[0]}', if_exists => true)"
-        )
-        await conn.execute(
-            f"SELECT add_continuous_aggregate_policy('{SCHEMA}.{ROLLUPS[0]}', "
-            "start_offset => make_interval(days => %s), end_offset => NULL, "
-            "schedule_interval => interval '30 seconds')",
-            (max(1, keep_days - 1),),
+            """SELECT alter_job(j.job_id, config => jsonb_set(j.config, '{start_offset}',
+                                   to_jsonb(make_interval(days => %s)::text)))
+               FROM timescaledb_information.jobs j
+               JOIN timescaledb_information.continuous_aggregates c
+                 ON (j.hypertable_schema, j.hypertable_name) IN (
+                        (c.view_schema, c.view_name),
+                        (c.materialization_hypertable_schema, c.materialization_hypertable_name))
+               WHERE c.view_schema = %s AND c.view_name = %s
+                 AND j.proc_name = 'policy_refresh_continuous_aggregate'""",
+            (max(1, keep_days - 1), SCHEMA, ROLLUPS[0]),
         )
     await conn.execute(
         f"SELECT {SCHEMA}.ensure_readings_partitions(%s, %s)",

@@ -389,6 +389,16 @@ def test_keep_partitions_drops_readings_older_than_keep_days(timescale_dsn: str)
 
     # The days 6, 5 and 4 days ago end before the day 3 days ago begins.
     assert asyncio.run(run()) == 3
+    # The 15-minute rollup's policy now reaches back 2 days, inside what is kept; one job.
+    policy = fetch(
+        dsn,
+        """SELECT j.config->>'start_offset' FROM timescaledb_information.jobs j
+           JOIN timescaledb_information.continuous_aggregates c
+             ON j.hypertable_name IN (c.view_name, c.materialization_hypertable_name)
+           WHERE c.view_name = 'rollup_15m'
+             AND j.proc_name = 'policy_refresh_continuous_aggregate'""",
+    )
+    assert policy == [("2 days",)]
     assert fetch(dsn, "SELECT min(ts) FROM zayton.readings") == [
         (today - timedelta(days=3, hours=-12),)
     ]
