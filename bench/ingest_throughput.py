@@ -31,9 +31,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ingest.metrics import Counters
 from ingest.migrate import migrate
-from ingest.service import IngestSettings, run_ingester
+from ingest.service import IngestSettings, ingesting
 from ingest.store import Accepted, Store
 from wire.broker import BrokerSettings
 from wire.mqtt import Publisher
@@ -121,16 +120,13 @@ async def end_to_end(
     """Points per second, and publish→commit latencies (s) when paced at ``rate`` points/s."""
     root = f"bench-{secrets.token_hex(4)}"
     topic = str(Topic("site-1", "gw-1", Stream.TELEMETRY, root=root))
-    stop, ready, counters = asyncio.Event(), asyncio.Event(), Counters()
     settings = IngestSettings(
         database_url=dsn, mqtt_url=mqtt_url, topic_root=root, client_id=f"{root}-ingest"
     )
-    task = asyncio.create_task(run_ingester(settings, stop, counters, ready))
-    await asyncio.wait_for(ready.wait(), 20)
     sent_at: list[float] = []
     latencies: list[float] = []
     publisher = Publisher(BrokerSettings.from_url(mqtt_url), client_id=f"{root}-pub")
-    async with publisher:
+    async with ingesting(settings) as counters, publisher:
         await publisher.connected.wait()
         began = time.perf_counter()
         for index, payload in enumerate(batches):
@@ -149,8 +145,6 @@ async def end_to_end(
             while counters.messages > len(latencies):
                 latencies.append(time.perf_counter() - sent_at[len(latencies)])
         elapsed = time.perf_counter() - began
-    stop.set()
-    await task
     return len(batches) * PER_BATCH / elapsed, latencies
 
 

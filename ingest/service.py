@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from wsgiref.simple_server import WSGIServer
@@ -227,3 +228,20 @@ async def run_ingester(
         await upkeep
         if store is not None:
             await store.close()
+
+
+@contextlib.asynccontextmanager
+async def ingesting(
+    settings: IngestSettings, *, ready_timeout_s: float = 20.0
+) -> AsyncIterator[Counters]:
+    """The ingester running in the background, subscribed, for the length of the block; its
+    counters are what the block sees. On leaving, it stops and its error (if any) is raised."""
+    stop, ready, counters = asyncio.Event(), asyncio.Event(), Counters()
+    task = asyncio.create_task(run_ingester(settings, stop, counters, ready))
+    try:
+        async with asyncio.timeout(ready_timeout_s):
+            await ready.wait()
+        yield counters
+    finally:
+        stop.set()
+        await task

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import sqlite3
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ from gateway.service import run_gateway
 from simulators.scenario import load_scenario
 from simulators.serve import ParkSimulator
 from tests.collector import Collector
+from tests.processes import start_zayton
 from wire.payload import Status, Telemetry, parse_status, parse_telemetry
 from wire.topics import Stream, Topic
 from zayton.localservers import LocalBroker, _mosquitto_binary, free_port
@@ -312,17 +311,7 @@ def test_kill_9_in_the_middle_of_a_stream_loses_nothing(
     at_kill: set[tuple[str, str]] = set()
 
     async def gateway(path: Path) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "zayton.cli",
-            "gateway",
-            "run",
-            str(path),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
-        )
+        return await start_zayton("gateway", "run", str(path))
 
     async def scenario() -> None:
         async with simulator:

@@ -5,9 +5,7 @@ NDEATH wills whose bdSeq matches the birth and survives a restart."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ from gateway.sparkplug import MessageType as T
 from simulators.scenario import load_scenario
 from simulators.serve import ParkSimulator
 from tests.collector import Collector
+from tests.processes import start_zayton
 from tests.test_gateway import ELECTRONICS, batches, run_for, write_config
 from wire.broker import BrokerSettings
 
@@ -180,17 +179,7 @@ def test_the_will_names_the_births_bd_seq_and_bd_seq_goes_on_after_kill_9(
     group = f"g{topic_prefix}"
 
     async def gateway(path: Path) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "zayton.cli",
-            "gateway",
-            "run",
-            str(path),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
-        )
+        return await start_zayton("gateway", "run", str(path))
 
     async def until(collector: Collector, kind: T, count: int) -> None:
         deadline = time.monotonic() + 20

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from ingest.metrics import Counters
-from ingest.service import IngestSettings, run_ingester
+from ingest.service import IngestSettings, ingesting
 from tests.test_pipeline import eventually, publish_all
 from wire.payload import MAX_PAYLOAD_BYTES, SCHEMA_VERSION, Quality, encode_telemetry, format_ts
 from wire.topics import Stream, Topic
@@ -91,7 +91,6 @@ def test_every_bad_payload_is_a_dead_letter_and_good_traffic_keeps_flowing(
     scraped: list[str] = []
 
     async def scenario() -> Counters:
-        stop, ready, counters = asyncio.Event(), asyncio.Event(), Counters()
         settings = IngestSettings(
             database_url=migrated_database,
             mqtt_url=mqtt_url,
@@ -100,22 +99,18 @@ def test_every_bad_payload_is_a_dead_letter_and_good_traffic_keeps_flowing(
             auto_register=False,
             metrics_port=metrics_port,
         )
-        task = asyncio.create_task(run_ingester(settings, stop, counters, ready))
-        async with asyncio.timeout(20):
-            await ready.wait()
-        # One at a time: the repeated seq must arrive after the batch that took it.
-        for message in messages:
-            await asyncio.to_thread(publish_all, mqtt_url, [message])
+        async with ingesting(settings) as counters:
+            # One at a time: the repeated seq must arrive after the batch that took it.
+            for message in messages:
+                await asyncio.to_thread(publish_all, mqtt_url, [message])
 
-        async def settled() -> Counters | None:
-            return counters if counters.messages >= len(messages) else None
+            async def settled() -> Counters | None:
+                return counters if counters.messages >= len(messages) else None
 
-        await eventually(settled)
-        async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
-        scraped.extend(response.text.splitlines())
-        stop.set()
-        await task
+            await eventually(settled)
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            scraped.extend(response.text.splitlines())
         return counters
 
     counters = asyncio.run(scenario())

@@ -5,16 +5,14 @@ session is persistent, so what the killed process had taken is delivered again."
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.processes import start_zayton
 from tests.test_pipeline import publish_all
 from wire.payload import Quality, encode_telemetry, format_ts
 from wire.topics import Stream, Topic
@@ -54,10 +52,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
         messages.append((topic, encode_telemetry("gw-1", seq, start, readings)))
 
     async def ingester() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "zayton.cli",
+        return await start_zayton(
             "ingest",
             "run",
             "--database-url",
@@ -68,9 +63,6 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
             topic_prefix,
             "--client-id",
             f"{topic_prefix}-ingest",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
         )
 
     async def until(check: int, deadline_s: float, resend: bytes | None = None) -> int:

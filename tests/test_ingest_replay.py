@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from ingest.metrics import Counters
-from ingest.service import IngestSettings, run_ingester
+from ingest.service import IngestSettings, ingesting
 from tests.test_pipeline import eventually
 from wire.broker import BrokerSettings
 from wire.mqtt import Publisher
@@ -39,20 +39,16 @@ def test_a_million_readings_published_twice_leave_a_million_rows(
         payloads.append(encode_telemetry("gw-1", seq, start, readings))
 
     async def scenario() -> Counters:
-        stop, ready, counters = asyncio.Event(), asyncio.Event(), Counters()
         settings = IngestSettings(
             database_url=migrated_database,
             mqtt_url=mqtt_url,
             topic_root=topic_prefix,
             client_id=f"{topic_prefix}-ingest",
         )
-        task = asyncio.create_task(run_ingester(settings, stop, counters, ready))
-        async with asyncio.timeout(20):
-            await ready.wait()
         publisher = Publisher(
             BrokerSettings.from_url(mqtt_url), client_id=f"{topic_prefix}-pub", max_in_flight=200
         )
-        async with publisher:
+        async with ingesting(settings) as counters, publisher:
             for sent, payload in enumerate([*payloads, *payloads], start=1):
                 await publisher.send(topic, payload)
                 # A broker queues at most so many messages for a subscriber (mosquitto's
@@ -61,12 +57,10 @@ def test_a_million_readings_published_twice_leave_a_million_rows(
                     await asyncio.sleep(0.01)
             await publisher.drain()
 
-        async def settled() -> Counters | None:
-            return counters if counters.messages >= 2 * MESSAGES else None
+            async def settled() -> Counters | None:
+                return counters if counters.messages >= 2 * MESSAGES else None
 
-        await eventually(settled, seconds=120)
-        stop.set()
-        await task
+            await eventually(settled, seconds=120)
         return counters
 
     counters = asyncio.run(scenario())
