@@ -40,6 +40,8 @@ class IngestSettings:
     client_id: str = "zayton-ingest"
     share_group: str | None = None
     batch_max_messages: int = 500
+    batch_max_bytes: int = 4 << 20
+    """A write takes messages until this many payload bytes (about 40,000 readings)."""
     batch_max_age_s: float = 0.2
     max_pending: int = 2000
     max_future_s: float = 300.0
@@ -56,6 +58,8 @@ class IngestSettings:
     """A device registers itself with its first reading; False: only devices a gateway
     announced in its status are taken, batches naming others are dead letters."""
     keep_days: int | None = None
+    latest_interval_s: float = 1.0
+    """How often the latest value of each point moves forward (see :class:`Store`)."""
     """Raw readings older than this many days are dropped (rollups stay); None keeps all."""
 
 
@@ -67,19 +71,21 @@ class Sorted:
     statuses: list[StatusUpdate] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
+    def add(self, item: Accepted | StatusUpdate | Rejected) -> None:
+        if isinstance(item, Accepted):
+            self.accepted.append(item)
+        elif isinstance(item, StatusUpdate):
+            self.statuses.append(item)
+        else:
+            log.warning("dead letter from %s: %s", item.topic, item.reason)
+            self.rejected.append(item)
+
 
 def sort_messages(messages: list[Message], settings: IngestSettings) -> Sorted:
     now = datetime.now(UTC)
     found = Sorted()
     for message in messages:
-        item = classify(message, settings, now)
-        if isinstance(item, Accepted):
-            found.accepted.append(item)
-        elif isinstance(item, StatusUpdate):
-            found.statuses.append(item)
-        else:
-            log.warning("dead letter from %s: %s", item.topic, item.reason)
-            found.rejected.append(item)
+        found.add(classify(message, settings, now))
     return found
 
 
@@ -96,22 +102,27 @@ def classify(
         return Rejected(message.topic, message.payload, str(err))
     newest = now + timedelta(seconds=settings.max_future_s)
     oldest = now - timedelta(days=settings.max_past_days)
-    for index, reading in enumerate(batch.readings):
-        if not oldest <= reading.ts <= newest:
-            return Rejected(
-                message.topic,
-                message.payload,
-                f"readings.{index}.ts {reading.ts.isoformat()} is outside the accepted window "
-                f"({settings.max_past_days:g} days back, {settings.max_future_s:g} s ahead)",
-            )
+    outside = [text for text, at in batch.stamps.items() if not oldest <= at <= newest]
+    if outside:
+        index = next(i for i, r in enumerate(batch.readings) if r.stamp in outside)
+        return Rejected(
+            message.topic,
+            message.payload,
+            f"readings.{index}.ts {batch.readings[index].ts.isoformat()} is outside the "
+            f"accepted window ({settings.max_past_days:g} days back, "
+            f"{settings.max_future_s:g} s ahead)",
+        )
     return Accepted(topic, batch, message.payload)
 
 
-async def next_batch(subscriber: Subscriber, max_messages: int, max_age_s: float) -> list[Message]:
-    """Wait for one message, then gather more until the count or the age limit."""
+async def next_batch(
+    subscriber: Subscriber, max_messages: int, max_age_s: float, max_bytes: int = 1 << 62
+) -> list[Message]:
+    """Wait for one message, then gather more until the count, size or age limit."""
     batch = [await subscriber.get()]
+    size = len(batch[0].payload)
     deadline = asyncio.get_running_loop().time() + max_age_s
-    while len(batch) < max_messages:
+    while len(batch) < max_messages and size < max_bytes:
         message = subscriber.get_nowait()
         if message is None:
             try:
@@ -120,7 +131,71 @@ async def next_batch(subscriber: Subscriber, max_messages: int, max_age_s: float
             except TimeoutError:
                 break
         batch.append(message)
+        size += len(message.payload)
     return batch
+
+
+@dataclass(slots=True)
+class _Taken:
+    messages: list[Message]
+    batch: Sorted
+    at: float
+    """time.monotonic() when the first message was taken."""
+
+
+async def _take(
+    settings: IngestSettings,
+    subscriber: Subscriber,
+    stop: asyncio.Event,
+    queue: asyncio.Queue[_Taken],
+) -> None:
+    """First stage: gather and validate messages while the database writes the previous
+    write; validation yields between messages, so the writer's replies are never kept waiting
+    for long."""
+    while not stop.is_set():
+        waiter = asyncio.create_task(
+            next_batch(
+                subscriber,
+                settings.batch_max_messages,
+                settings.batch_max_age_s,
+                settings.batch_max_bytes,
+            )
+        )
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if waiter not in done:
+            waiter.cancel()
+            break
+        messages = waiter.result()
+        taken = time.monotonic()
+        now = datetime.now(UTC)
+        batch = Sorted()
+        for message in messages:
+            batch.add(classify(message, settings, now))
+            await asyncio.sleep(0)
+        await queue.put(_Taken(messages, batch, taken))
+
+
+async def _next_taken(queue: asyncio.Queue[_Taken], taker: asyncio.Task[None]) -> _Taken | None:
+    """The next validated batch; None once the first stage has ended (stopped or failed)
+    and left nothing behind."""
+    if not queue.empty():
+        return queue.get_nowait()
+    getter = asyncio.create_task(queue.get())
+    await asyncio.wait([getter, taker], return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    return queue.get_nowait() if not queue.empty() else None
+
+
+async def _connect(settings: IngestSettings) -> Store:
+    return await Store.connect(
+        settings.database_url,
+        auto_register=settings.auto_register,
+        latest_interval_s=settings.latest_interval_s,
+    )
 
 
 async def store_with_retry(
@@ -134,9 +209,7 @@ async def store_with_retry(
     while True:
         try:
             if store is None:
-                store = await Store.connect(
-                    settings.database_url, auto_register=settings.auto_register
-                )
+                store = await _connect(settings)
             return store, await store.write(batch.accepted, batch.statuses, batch.rejected)
         except psycopg.OperationalError as err:
             log.error("database unavailable (%s); retrying in %.1f s", err, delay)  # noqa: TRY400
@@ -162,7 +235,7 @@ async def run_ingester(
     ``ready`` is set once the broker has confirmed the subscriptions.
     """
     counters = counters or Counters()
-    connected = await Store.connect(settings.database_url, auto_register=settings.auto_register)
+    connected = await _connect(settings)
     storage = connected.storage
     store: Store | None = connected
     filters = [
@@ -198,28 +271,26 @@ async def run_ingester(
             if ready is not None:
                 watcher = asyncio.create_task(subscriber.subscribed.wait())
                 watcher.add_done_callback(lambda _: ready.set())
-            while not stop.is_set():
-                waiter = asyncio.create_task(
-                    next_batch(subscriber, settings.batch_max_messages, settings.batch_max_age_s)
-                )
-                stopper = asyncio.create_task(stop.wait())
-                done, _ = await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if waiter not in done:
-                    waiter.cancel()
-                    break
-                messages = waiter.result()
-                taken = time.monotonic()
-                batch = sort_messages(messages, settings)
-                store, result = await store_with_retry(settings, store, batch, stop)
-                if result is None:
-                    break
-                subscriber.ack(messages)
-                counters.add(len(messages), result)
-                counters.commit_latency.observe(time.monotonic() - taken)
-                committed = datetime.now(UTC)
-                for item in batch.accepted:
-                    counters.lag.observe(max(0.0, (committed - item.batch.sent_at).total_seconds()))
+            # Two stages: validation of the next messages overlaps the database's work on
+            # the current ones (the database is a process of its own, on another core).
+            queue: asyncio.Queue[_Taken] = asyncio.Queue(maxsize=1)
+            taker = asyncio.create_task(_take(settings, subscriber, stop, queue), name="take")
+            try:
+                while (taken := await _next_taken(queue, taker)) is not None:
+                    store, result = await store_with_retry(settings, store, taken.batch, stop)
+                    if result is None:
+                        break
+                    subscriber.ack(taken.messages)
+                    counters.add(len(taken.messages), result)
+                    counters.commit_latency.observe(time.monotonic() - taken.at)
+                    committed = datetime.now(UTC)
+                    for item in taken.batch.accepted:
+                        lag = (committed - item.batch.sent_at).total_seconds()
+                        counters.lag.observe(max(0.0, lag))
+            finally:
+                taker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await taker
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()

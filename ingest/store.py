@@ -15,28 +15,35 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
+from datetime import date, datetime, timedelta
+from typing import NamedTuple, cast
 
 import psycopg
 from psycopg import sql
 
+from ingest.copyrows import (
+    HEADER,
+    PG_EPOCH,
+    TRAILER,
+    CopyRows,
+    Latest,
+    latest_rows,
+    merge_latest,
+    utc_days,
+)
 from ingest.migrate import SCHEMA, Storage, latest_version
 from wire.catalogue import CARRIERS, metric
-from wire.payload import CounterEvent, Quality, Status, Telemetry
+from wire.payload import CounterEvent, Status, Telemetry
 from wire.topics import Topic
 
 log = logging.getLogger(__name__)
 
-QUALITY_CODES = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
-_COPY_TYPES = ["int4", "timestamptz", "float8", "int2", "float8"]
 BUCKET_S = 900
 """The smallest rollup, in seconds (15 minutes)."""
-
-Row = tuple[int, datetime, float | None, int, float | None]
-"""point_id, ts, value, quality code, delta."""
 
 
 class StoreError(RuntimeError):
@@ -86,7 +93,8 @@ class _Fresh(NamedTuple):
 @dataclass(slots=True)
 class _Registry:
     gateways: dict[tuple[str, str], int] = field(default_factory=dict)
-    points: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    points: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
+    """site: {(device, point): id}."""
 
 
 def digest(payload: bytes) -> bytes:
@@ -100,19 +108,33 @@ class Store:
         storage: Storage,
         *,
         auto_register: bool = True,
+        latest_interval_s: float = 1.0,
     ) -> None:
         """``auto_register``: a device is registered by its first reading; without it, only
         devices a gateway announced in its status are taken, and batches naming any other
-        are dead letters."""
+        are dead letters.
+
+        ``latest_interval_s``: the latest value of each point moves forward with the first
+        write after this long (and on :meth:`close`), not with every write: in a fleet where
+        each write carries one reading of every point it would double the cost of a write."""
         self._conn = conn
         self.storage = storage
         self.auto_register = auto_register
         self._registry = _Registry()
         self._days: set[date] = set()
         self._announced: set[tuple[str, str]] = set()
+        self.latest_interval_s = latest_interval_s
+        self._latest: Latest = {}
+        """Newest committed readings not yet in ``zayton.latest``."""
+        self._latest_at = -math.inf
+        self._live: set[int] = set()
+        """Gateways whose data has been committed by this store (their firm is onboarded)."""
+        self._pending_live: list[int] = []
 
     @classmethod
-    async def connect(cls, dsn: str, *, auto_register: bool = True) -> Store:
+    async def connect(
+        cls, dsn: str, *, auto_register: bool = True, latest_interval_s: float = 1.0
+    ) -> Store:
         # Autocommit: every write opens its own explicit transaction block.
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
         try:
@@ -122,13 +144,26 @@ class Store:
                 "(point_id int4, ts timestamptz, value float8, quality int2, delta float8) "
                 "ON COMMIT DELETE ROWS"
             )
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS latest_stage (LIKE readings_stage) "
+                "ON COMMIT DELETE ROWS"
+            )
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, storage, auto_register=auto_register)
+        return cls(conn, storage, auto_register=auto_register, latest_interval_s=latest_interval_s)
 
     async def close(self) -> None:
-        await self._conn.close()
+        """Bring ``zayton.latest`` up to date, then close."""
+        try:
+            if self._latest and not self._conn.closed:
+                async with self._conn.transaction():
+                    await self._upsert_latest(self._latest)
+                self._latest.clear()
+        except psycopg.Error as err:
+            log.warning("latest values not brought up to date on closing: %s", err)
+        finally:
+            await self._conn.close()
 
     async def write(
         self,
@@ -138,6 +173,7 @@ class Store:
     ) -> WriteResult:
         """Store everything in one transaction; return what it did."""
         result = WriteResult()
+        self._pending_live = []
         for update in statuses:
             await self._gateway_id(update.topic.site, update.topic.gateway)
         fresh, replays, repeated = await self._sort_batches(accepted)
@@ -148,17 +184,25 @@ class Store:
         result.readings = sum(len(item.batch.readings) for item in accepted)
         result.duplicates = sum(len(item.batch.readings) for item in replays)
         rejected = [*rejected, *repeated]
-        rows, latest = await self._rows(fresh)
+        resolved = await self._resolve(fresh)
         events = await self._events(fresh)
-        await self._ensure_partitions(rows)
+        await self._ensure_partitions(
+            utc_days(at for entry in fresh for at in entry.item.batch.stamps.values())
+        )
+        rows = CopyRows(BUCKET_S * 1_000_000)
+        now = time.monotonic()
+        latest_due = now - self._latest_at >= self.latest_interval_s
         async with self._conn.transaction():
-            if rows:
-                inserted = await self._copy_readings(rows)
+            if resolved:
+                inserted = await self._copy_readings(resolved, rows)
                 result.inserted = inserted
-                result.duplicates += len(rows) - inserted
-                await self._upsert_latest(latest.values())
+                result.duplicates += rows.count - inserted
                 if self.storage is Storage.PLAIN:
-                    await self._mark_stale(rows)
+                    await self._mark_stale(rows.buckets)
+            if latest_due and (self._latest or rows.latest):
+                newest = dict(self._latest)
+                merge_latest(newest, rows.latest)
+                await self._upsert_latest(newest)
             if events:
                 result.events = await self._store_events(events)
             await self._note_batches(fresh)
@@ -168,6 +212,13 @@ class Store:
             if rejected:
                 await self._dead_letters(rejected)
                 result.dead_letters = len(rejected)
+        self._live.update(self._pending_live)
+        self._pending_live = []
+        if latest_due:
+            self._latest.clear()
+            self._latest_at = now
+        else:
+            merge_latest(self._latest, rows.latest)
         return result
 
     async def _sort_batches(
@@ -255,35 +306,32 @@ class Store:
         return kept, strangers
 
     async def _point_id(self, site: str, gateway: str, device: str, point: str) -> int:
-        point_id = self._registry.points.get((site, device, point))
-        if point_id is None:
-            point_id = await self._register_point(site, gateway, device, point)
-        return point_id
+        known = self._registry.points.setdefault(site, {})
+        if (device, point) not in known:
+            await self._register_points(site, gateway, [(device, point)])
+        return known[device, point]
 
-    async def _rows(self, fresh: Sequence[_Fresh]) -> tuple[list[Row], dict[int, Row]]:
-        rows: list[Row] = []
-        latest: dict[int, Row] = {}
-        points = self._registry.points
+    async def _resolve(self, fresh: Sequence[_Fresh]) -> list[tuple[Telemetry, list[int]]]:
+        """Each batch with the point ids of its readings, registering new points."""
+        resolved = []
         for entry in fresh:
             site, gateway = entry.item.topic.site, entry.item.topic.gateway
-            for reading in entry.item.batch.readings:
-                point_id = points.get((site, reading.device, reading.point))
-                if point_id is None:
-                    point_id = await self._register_point(
-                        site, gateway, reading.device, reading.point
-                    )
-                row = (
-                    point_id,
-                    reading.ts,
-                    reading.value,
-                    QUALITY_CODES[reading.quality],
-                    reading.delta,
+            batch = entry.item.batch
+            known = self._registry.points.setdefault(site, {})
+            ids = [known.get((r.device, r.point)) for r in batch.readings]
+            if None in ids:
+                await self._register_points(
+                    site,
+                    gateway,
+                    (
+                        (r.device, r.point)
+                        for r, i in zip(batch.readings, ids, strict=True)
+                        if i is None
+                    ),
                 )
-                rows.append(row)
-                newest = latest.get(point_id)
-                if newest is None or newest[1] < reading.ts:
-                    latest[point_id] = row
-        return rows, latest
+                ids = [known[r.device, r.point] for r in batch.readings]
+            resolved.append((batch, cast("list[int]", ids)))
+        return resolved
 
     async def _events(self, fresh: Sequence[_Fresh]) -> list[tuple[int, CounterEvent]]:
         found = []
@@ -294,48 +342,72 @@ class Store:
                 found.append((point_id, event))
         return found
 
-    async def _copy_readings(self, rows: list[Row]) -> int:
-        copy_sql = (
+    async def _copy_readings(
+        self, resolved: list[tuple[Telemetry, list[int]]], rows: CopyRows
+    ) -> int:
+        """COPY the readings straight into the keyed table, encoding each batch while the
+        server takes in the one before; on a key conflict, the same rows go through staging."""
+        copy_sql = sql.SQL(
             "COPY {}.readings (point_id, ts, value, quality, delta) FROM STDIN (FORMAT BINARY)"
-        )
+        ).format(sql.Identifier(SCHEMA))
         try:
-            async with self._conn.transaction():
-                await self._copy(sql.SQL(copy_sql).format(sql.Identifier(SCHEMA)), rows)
+            async with (
+                self._conn.transaction(),
+                self._conn.cursor() as cursor,
+                cursor.copy(copy_sql) as copy,
+            ):
+                await copy.write(HEADER)
+                for batch, ids in resolved:
+                    await copy.write(rows.add(batch.readings, ids, batch.stamps))
+                await copy.write(TRAILER)
         except psycopg.errors.UniqueViolation:
-            await self._copy(sql.SQL("COPY readings_stage FROM STDIN (FORMAT BINARY)"), rows)
+            # The server may refuse before every batch was sent: encode the rest.
+            for batch, ids in resolved[len(rows.chunks) :]:
+                rows.add(batch.readings, ids, batch.stamps)
+            await self._copy(
+                sql.SQL("COPY readings_stage FROM STDIN (FORMAT BINARY)"), rows.buffer()
+            )
             cursor = await self._conn.execute(
                 f"INSERT INTO {SCHEMA}.readings (point_id, ts, value, quality, delta) "
                 "SELECT * FROM readings_stage ON CONFLICT DO NOTHING"
             )
             return cursor.rowcount
-        return len(rows)
+        return rows.count
 
-    async def _copy(self, statement: sql.Composed | sql.SQL, rows: Iterable[Row]) -> None:
+    async def _copy(self, statement: sql.Composed | sql.SQL, data: bytes) -> None:
         async with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types(_COPY_TYPES)
-            for row in rows:
-                await copy.write_row(row)
+            await copy.write(data)
 
-    async def _upsert_latest(self, rows: Iterable[Row]) -> None:
-        ids, stamps, values, qualities, _ = zip(*rows, strict=True)
+    async def _upsert_latest(self, latest: Latest) -> None:
+        """Move each point's latest value forward: an UPDATE joined to the newest readings
+        (COPYed to a temporary table), then an upsert only for points that have none yet;
+        several times cheaper than an ``INSERT … ON CONFLICT DO UPDATE`` of every row."""
+        stage = sql.SQL("COPY latest_stage FROM STDIN (FORMAT BINARY)")
+        await self._copy(stage, latest_rows(latest))
+        cursor = await self._conn.execute(
+            f"""UPDATE {SCHEMA}.latest l
+                SET ts = s.ts, value = s.value, quality = s.quality
+                FROM latest_stage s WHERE l.point_id = s.point_id AND l.ts < s.ts"""
+        )
+        if cursor.rowcount == len(latest):
+            return
         await self._conn.execute(
             f"""INSERT INTO {SCHEMA}.latest AS l (point_id, ts, value, quality)
-                SELECT * FROM unnest(%s::int4[], %s::timestamptz[], %s::float8[], %s::int2[])
+                SELECT s.point_id, s.ts, s.value, s.quality FROM latest_stage s
+                WHERE NOT EXISTS (SELECT FROM {SCHEMA}.latest o WHERE o.point_id = s.point_id)
                 ON CONFLICT (point_id) DO UPDATE
                 SET ts = excluded.ts, value = excluded.value, quality = excluded.quality
-                WHERE l.ts < excluded.ts""",
-            (list(ids), list(stamps), list(values), list(qualities)),
+                WHERE l.ts < excluded.ts"""
         )
 
-    async def _mark_stale(self, rows: list[Row]) -> None:
-        """Mark the 15-minute buckets of ``rows`` for the next rollup refresh, in ascending
-        order, so that concurrent writers lock marks in one order."""
-        buckets = sorted({int(row[1].timestamp()) // BUCKET_S * BUCKET_S for row in rows})
+    async def _mark_stale(self, buckets: set[int]) -> None:
+        """Mark the 15-minute ``buckets`` (microseconds since 2000-01-01 UTC) for the next
+        rollup refresh; an append that never waits for a refresh in progress."""
         await self._conn.execute(
-            f"""INSERT INTO {SCHEMA}.rollup_stale (bucket)
-                SELECT to_timestamp(b) FROM unnest(%s::int8[]) AS b
-                ON CONFLICT (bucket) DO UPDATE SET bucket = excluded.bucket""",
-            (buckets,),
+            f"""INSERT INTO {SCHEMA}.rollup_dirty (bucket)
+                SELECT %s::timestamptz + b * interval '1 microsecond'
+                FROM unnest(%s::int8[]) AS b""",
+            (PG_EPOCH, sorted(buckets)),
         )
 
     async def _store_events(self, events: list[tuple[int, CounterEvent]]) -> int:
@@ -381,13 +453,17 @@ class Store:
                 FROM unnest(%s::int4[], %s::int8[]) AS n (id, seq) WHERE g.id = n.id""",
             (list(newest), list(newest.values())),
         )
-        await self._conn.execute(
-            f"""UPDATE {SCHEMA}.firms f
-                SET onboarded_on = (now() AT TIME ZONE {SCHEMA}.local_zone())::date
-                FROM {SCHEMA}.gateways g
-                WHERE g.firm_id = f.id AND g.id = ANY (%s) AND f.onboarded_on IS NULL""",
-            (list(newest),),
-        )
+        # Once per gateway and ingester: a firm named later by a status is onboarded there.
+        first = [gateway_id for gateway_id in newest if gateway_id not in self._live]
+        if first:
+            await self._conn.execute(
+                f"""UPDATE {SCHEMA}.firms f
+                    SET onboarded_on = (now() AT TIME ZONE {SCHEMA}.local_zone())::date
+                    FROM {SCHEMA}.gateways g
+                    WHERE g.firm_id = f.id AND g.id = ANY (%s) AND f.onboarded_on IS NULL""",
+                (first,),
+            )
+            self._pending_live = first
 
     async def _apply_status(self, update: StatusUpdate) -> None:
         """The gateway's metadata and health, its firm (registered, and onboarded once the
@@ -462,11 +538,10 @@ class Store:
                 [(r.topic, r.payload, r.reason) for r in rejected],
             )
 
-    async def _ensure_partitions(self, rows: list[Row]) -> None:
-        if not rows:
+    async def _ensure_partitions(self, touched: set[date]) -> None:
+        if not touched:
             return
-        first = min(row[1] for row in rows).astimezone(UTC).date()
-        last = max(row[1] for row in rows).astimezone(UTC).date()
+        first, last = min(touched), max(touched)
         days = {first + timedelta(days=n) for n in range((last - first).days + 1)}
         if days <= self._days:
             return
@@ -493,38 +568,43 @@ class Store:
         self._registry.gateways[key] = int(str(row[0]))
         return self._registry.gateways[key]
 
-    async def _register_point(self, site: str, gateway: str, device: str, point: str) -> int:
-        """Register a point the first time it is seen (committed at once, so the cache never
-        holds an id that a rolled-back transaction created)."""
+    async def _register_points(
+        self, site: str, gateway: str, names: Iterable[tuple[str, str]]
+    ) -> None:
+        """Register points the first time they are seen, all in one transaction (committed at
+        once, so the cache never holds an id that a rolled-back transaction created)."""
+        wanted = sorted(set(names))
+        devices = sorted({device for device, _ in wanted})
         gateway_id = await self._gateway_id(site, gateway)
-        known = metric(point)
         async with self._conn.transaction():
             cursor = await self._conn.execute(
-                f"""INSERT INTO {SCHEMA}.devices (site, name, gateway_id) VALUES (%s, %s, %s)
+                f"""INSERT INTO {SCHEMA}.devices (site, name, gateway_id)
+                    SELECT %s, name, %s FROM unnest(%s::text[]) AS name
                     ON CONFLICT (site, name) DO UPDATE SET gateway_id = excluded.gateway_id
-                    RETURNING id""",
-                (site, device, gateway_id),
+                    RETURNING name, id""",
+                (site, gateway_id, devices),
             )
-            device_row = await cursor.fetchone()
-            assert device_row is not None  # noqa: S101
+            device_ids = {str(name): int(str(id_)) for name, id_ in await cursor.fetchall()}
+            known = [metric(point) for _, point in wanted]
             cursor = await self._conn.execute(
                 f"""INSERT INTO {SCHEMA}.points (device_id, name, unit, kind, carrier)
-                    VALUES (%s, %s, %s, %s, %s)
+                    SELECT * FROM unnest(%s::int4[], %s::text[], %s::text[], %s::text[],
+                                         %s::text[])
                     ON CONFLICT (device_id, name) DO UPDATE SET name = excluded.name
-                    RETURNING id""",
+                    RETURNING device_id, name, id""",
                 (
-                    device_row[0],
-                    point,
-                    known.unit if known else None,
-                    known.kind.value if known else "gauge",
-                    CARRIERS.get(point),
+                    [device_ids[device] for device, _ in wanted],
+                    [point for _, point in wanted],
+                    [m.unit if m else None for m in known],
+                    [m.kind.value if m else "gauge" for m in known],
+                    [CARRIERS.get(point) for _, point in wanted],
                 ),
             )
-            point_row = await cursor.fetchone()
-        assert point_row is not None  # noqa: S101
-        point_id = int(str(point_row[0]))
-        self._registry.points[(site, device, point)] = point_id
-        return point_id
+            rows = await cursor.fetchall()
+        names_of = {id_: name for name, id_ in device_ids.items()}
+        points = self._registry.points.setdefault(site, {})
+        for device_id, point, point_id in rows:
+            points[names_of[int(str(device_id))], str(point)] = int(str(point_id))
 
 
 async def _check_schema(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> Storage:

@@ -140,6 +140,7 @@ def test_rollups_are_exact_and_take_in_late_data_and_ignore_replays(migrated_dat
         datetime(2026, 10, 31, 16, 0, tzinfo=UTC)
     ][5] == (288 + 6.0)
     assert fetch(dsn, "SELECT count(*) FROM zayton.rollup_stale") == [(0,)]
+    assert fetch(dsn, "SELECT count(*) FROM zayton.rollup_dirty") == [(0,)]
 
 
 def test_a_redelivered_batch_is_skipped_and_another_under_its_seq_is_a_dead_letter(
@@ -246,3 +247,34 @@ def test_status_registers_firm_gateway_and_device_health_and_data_onboards_the_f
     ]
     carriers = fetch(dsn, "SELECT name, kind, carrier FROM zayton.points ORDER BY name")
     assert carriers == [("active_power_kw", "gauge", None)]
+
+
+def test_a_write_does_not_wait_for_a_refresh_and_the_next_refresh_takes_it_in(
+    migrated_database: str,
+) -> None:
+    dsn = migrated_database
+    at = LOCAL_MIDNIGHT + timedelta(hours=1)
+    asyncio.run(write_all(dsn, [batch(1, [power(at, 4.0)])]))
+    assert rollup(dsn, "rollup_15m", "active_power_kw")[at][:3] == (1, 1, 4.0)
+
+    async def scenario() -> None:
+        # A refresh of the same bucket, held open: it has taken that bucket's mark.
+        async with await psycopg.AsyncConnection.connect(dsn) as holder:
+            await holder.execute("INSERT INTO zayton.rollup_dirty VALUES (%s)", (at,))
+            await holder.commit()
+            await holder.execute("SELECT zayton.refresh_rollups()")
+            store = await Store.connect(dsn)
+            try:
+                # The write lands in the bucket whose refresh is still open.
+                async with asyncio.timeout(30):
+                    await store.write([batch(2, [power(at + timedelta(minutes=1), 6.0)])])
+            finally:
+                await store.close()
+            await holder.commit()
+
+    asyncio.run(scenario())
+    # The open refresh saw one reading; the write's own mark makes the next one see both.
+    assert rollup(dsn, "rollup_15m", "active_power_kw")[at][:3] == (1, 1, 4.0)
+    asyncio.run(write_all(dsn, []))
+    assert rollup(dsn, "rollup_15m", "active_power_kw")[at][:3] == (2, 2, 10.0)
+    assert rollup(dsn, "rollup_day", "active_power_kw")[LOCAL_MIDNIGHT][:3] == (2, 2, 10.0)
