@@ -55,6 +55,7 @@ class Health:
     def __init__(self, device: Device) -> None:
         self.name = device.name
         self.profile = device.profile.id
+        self.interval_s = device.config.interval_s
         self.polls: collections.Counter[str] = collections.Counter()
         """Polls by result: ok, partial (some requests failed), failed (nothing read)."""
         self.errors: collections.Counter[str] = collections.Counter()
@@ -106,6 +107,7 @@ class Health:
             name=self.name,
             state=self.state,  # type: ignore[arg-type]  # one of the three literals
             profile=self.profile,
+            interval_s=self.interval_s,
             last_success=(
                 None
                 if self.last_success is None

@@ -81,14 +81,6 @@ class Sorted:
             self.rejected.append(item)
 
 
-def sort_messages(messages: list[Message], settings: IngestSettings) -> Sorted:
-    now = datetime.now(UTC)
-    found = Sorted()
-    for message in messages:
-        found.add(classify(message, settings, now))
-    return found
-
-
 def classify(
     message: Message, settings: IngestSettings, now: datetime
 ) -> Accepted | StatusUpdate | Rejected:

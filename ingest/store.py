@@ -305,10 +305,12 @@ class Store:
                 kept.append(entry)
         return kept, strangers
 
-    async def _point_id(self, site: str, gateway: str, device: str, point: str) -> int:
+    async def _point_id(
+        self, site: str, gateway: str, device: str, point: str, at: datetime
+    ) -> int:
         known = self._registry.points.setdefault(site, {})
         if (device, point) not in known:
-            await self._register_points(site, gateway, [(device, point)])
+            await self._register_points(site, gateway, [(device, point, at)])
         return known[device, point]
 
     async def _resolve(self, fresh: Sequence[_Fresh]) -> list[tuple[Telemetry, list[int]]]:
@@ -324,7 +326,7 @@ class Store:
                     site,
                     gateway,
                     (
-                        (r.device, r.point)
+                        (r.device, r.point, batch.stamps[r.stamp])
                         for r, i in zip(batch.readings, ids, strict=True)
                         if i is None
                     ),
@@ -338,7 +340,7 @@ class Store:
         for entry in fresh:
             site, gateway = entry.item.topic.site, entry.item.topic.gateway
             for event in entry.item.batch.events:
-                point_id = await self._point_id(site, gateway, event.device, event.point)
+                point_id = await self._point_id(site, gateway, event.device, event.point, event.ts)
                 found.append((point_id, event))
         return found
 
@@ -381,9 +383,15 @@ class Store:
     async def _upsert_latest(self, latest: Latest) -> None:
         """Move each point's latest value forward: an UPDATE joined to the newest readings
         (COPYed to a temporary table), then an upsert only for points that have none yet;
-        several times cheaper than an ``INSERT … ON CONFLICT DO UPDATE`` of every row."""
+        several times cheaper than an ``INSERT … ON CONFLICT DO UPDATE`` of every row. Rows
+        are locked in point order first, so ingesters sharing points cannot deadlock."""
         stage = sql.SQL("COPY latest_stage FROM STDIN (FORMAT BINARY)")
-        await self._copy(stage, latest_rows(latest))
+        await self._copy(stage, latest_rows(dict(sorted(latest.items()))))
+        await self._conn.execute(
+            f"""SELECT FROM {SCHEMA}.latest l
+                WHERE l.point_id IN (SELECT point_id FROM latest_stage)
+                ORDER BY l.point_id FOR UPDATE"""
+        )
         cursor = await self._conn.execute(
             f"""UPDATE {SCHEMA}.latest l
                 SET ts = s.ts, value = s.value, quality = s.quality
@@ -395,6 +403,7 @@ class Store:
             f"""INSERT INTO {SCHEMA}.latest AS l (point_id, ts, value, quality)
                 SELECT s.point_id, s.ts, s.value, s.quality FROM latest_stage s
                 WHERE NOT EXISTS (SELECT FROM {SCHEMA}.latest o WHERE o.point_id = s.point_id)
+                ORDER BY s.point_id
                 ON CONFLICT (point_id) DO UPDATE
                 SET ts = excluded.ts, value = excluded.value, quality = excluded.quality
                 WHERE l.ts < excluded.ts"""
@@ -445,7 +454,7 @@ class Store:
             ),
         )
         newest: dict[int, int] = {}
-        for f in fresh:
+        for f in sorted(fresh, key=lambda f: f.gateway_id):  # rows locked in one order
             newest[f.gateway_id] = max(newest.get(f.gateway_id, 0), f.item.batch.seq)
         await self._conn.execute(
             f"""UPDATE {SCHEMA}.gateways g SET last_seen = now(),
@@ -507,17 +516,19 @@ class Store:
         await self._conn.execute(
             f"""INSERT INTO {SCHEMA}.devices AS d
                     (site, name, gateway_id, firm_id, profile, state, last_success, failures,
-                     error)
+                     error, interval_s)
                 SELECT %s, n.name, %s, %s, n.profile, n.state, n.last_success, n.failures,
-                       n.error
+                       n.error, n.interval_s
                 FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::int4[],
-                            %s::text[]) AS n (name, profile, state, last_success, failures, error)
+                            %s::text[], %s::float8[])
+                    AS n (name, profile, state, last_success, failures, error, interval_s)
                 ON CONFLICT (site, name) DO UPDATE
                 SET gateway_id = excluded.gateway_id,
                     firm_id = coalesce(excluded.firm_id, d.firm_id),
                     profile = excluded.profile, state = excluded.state,
                     last_success = excluded.last_success, failures = excluded.failures,
-                    error = excluded.error""",
+                    error = excluded.error,
+                    interval_s = coalesce(excluded.interval_s, d.interval_s)""",
             (
                 update.topic.site,
                 gateway_id,
@@ -528,6 +539,7 @@ class Store:
                 [d.last_success for d in devices],
                 [d.failures for d in devices],
                 [d.error for d in devices],
+                [d.interval_s for d in devices],
             ),
         )
 
@@ -569,11 +581,16 @@ class Store:
         return self._registry.gateways[key]
 
     async def _register_points(
-        self, site: str, gateway: str, names: Iterable[tuple[str, str]]
+        self, site: str, gateway: str, seen: Iterable[tuple[str, str, datetime]]
     ) -> None:
-        """Register points the first time they are seen, all in one transaction (committed at
-        once, so the cache never holds an id that a rolled-back transaction created)."""
-        wanted = sorted(set(names))
+        """Register points the first time they are seen, with the time of their first data,
+        all in one transaction (committed at once, so the cache never holds an id that a
+        rolled-back transaction created)."""
+        first: dict[tuple[str, str], datetime] = {}
+        for device, point, at in seen:
+            known_at = first.get((device, point))
+            first[device, point] = at if known_at is None else min(at, known_at)
+        wanted = sorted(first)
         devices = sorted({device for device, _ in wanted})
         gateway_id = await self._gateway_id(site, gateway)
         async with self._conn.transaction():
@@ -587,9 +604,10 @@ class Store:
             device_ids = {str(name): int(str(id_)) for name, id_ in await cursor.fetchall()}
             known = [metric(point) for _, point in wanted]
             cursor = await self._conn.execute(
-                f"""INSERT INTO {SCHEMA}.points (device_id, name, unit, kind, carrier)
+                f"""INSERT INTO {SCHEMA}.points (device_id, name, unit, kind, carrier,
+                                                first_seen)
                     SELECT * FROM unnest(%s::int4[], %s::text[], %s::text[], %s::text[],
-                                         %s::text[])
+                                         %s::text[], %s::timestamptz[])
                     ON CONFLICT (device_id, name) DO UPDATE SET name = excluded.name
                     RETURNING device_id, name, id""",
                 (
@@ -598,13 +616,14 @@ class Store:
                     [m.unit if m else None for m in known],
                     [m.kind.value if m else "gauge" for m in known],
                     [CARRIERS.get(point) for _, point in wanted],
+                    [first[name] for name in wanted],
                 ),
             )
             rows = await cursor.fetchall()
         names_of = {id_: name for name, id_ in device_ids.items()}
         points = self._registry.points.setdefault(site, {})
-        for device_id, point, point_id in rows:
-            points[names_of[int(str(device_id))], str(point)] = int(str(point_id))
+        for device_id, name, point_id in rows:
+            points[names_of[int(str(device_id))], str(name)] = int(str(point_id))
 
 
 async def _check_schema(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> Storage:

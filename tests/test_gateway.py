@@ -221,6 +221,7 @@ def test_a_dead_device_backs_off_and_is_reported_offline_while_others_keep_their
     assert health["water-main"].last_success is None
     assert "no answer" in (health["water-main"].error or "")
     assert {d.state for name, d in health.items() if name != "water-main"} == {"online"}
+    assert {d.interval_s for d in health.values()} == {INTERVAL_S}  # what completeness expects
 
 
 @pytest.fixture

@@ -278,3 +278,45 @@ def test_a_write_does_not_wait_for_a_refresh_and_the_next_refresh_takes_it_in(
     asyncio.run(write_all(dsn, []))
     assert rollup(dsn, "rollup_15m", "active_power_kw")[at][:3] == (2, 2, 10.0)
     assert rollup(dsn, "rollup_day", "active_power_kw")[LOCAL_MIDNIGHT][:3] == (2, 2, 10.0)
+
+
+def test_completeness_counts_readings_against_the_poll_interval(migrated_database: str) -> None:
+    dsn = migrated_database
+    hour = LOCAL_MIDNIGHT + timedelta(hours=2)
+    minute = timedelta(minutes=1)
+    # m1 is polled every 60 s; in this hour 45 polls answered, 5 of them without a value.
+    readings = [power(hour + k * minute, float(k)) for k in range(40)]
+    readings += [
+        {**power(hour + k * minute, 0.0), "value": None, "quality": "bad"} for k in range(40, 45)
+    ]
+    # m2 (polled every 10 s) reported in the hour before, and nothing in this one.
+    before = [
+        {**power(hour - 10 * minute + k * timedelta(seconds=10), 1.0), "device": "m2"}
+        for k in range(6)
+    ]
+
+    async def scenario() -> list[tuple[Any, ...]]:
+        store = await Store.connect(dsn)
+        try:
+            devices = [
+                {"name": "m1", "state": "online", "interval_s": 60.0},
+                {"name": "m2", "state": "online", "interval_s": 10.0},
+            ]
+            await store.write([batch(1, readings), batch(2, before)], [status("f", devices)])
+        finally:
+            await store.close()
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await refresh(conn, Storage.PLAIN)
+            cursor = await conn.execute(
+                """SELECT d.name, c.expected, c.received, c.valid, c.ratio
+                   FROM zayton.completeness(%s, %s) c
+                   JOIN zayton.points p ON p.id = c.point_id
+                   JOIN zayton.devices d ON d.id = p.device_id ORDER BY d.name""",
+                (hour, hour + 60 * minute),
+            )
+            return await cursor.fetchall()
+
+    assert asyncio.run(scenario()) == [
+        ("m1", 60.0, 45, 40, 45 / 60),
+        ("m2", 360.0, 0, 0, 0.0),
+    ]

@@ -109,3 +109,83 @@ def test_dead_letters_share_the_commit_of_good_batches(migrated_database: str) -
     asyncio.run(scenario())
     letters = fetch(migrated_database, "SELECT topic, payload, reason FROM zayton.dead_letters")
     assert letters == [("zayton/v1/site-1/gw-1/telemetry", b"\x00not json", "Invalid JSON")]
+
+
+def test_every_pattern_of_nulls_survives_the_bulk_copy_encoding(migrated_database: str) -> None:
+    def reading(point: str, second: int, value: str, quality: str, delta: str) -> str:
+        extra = "" if delta == "absent" else f',"delta":{delta}'
+        return (
+            f'{{"device":"m1","point":"{point}","ts":"{format_ts(T0 + timedelta(seconds=second))}",'
+            f'"value":{value},"quality":"{quality}"{extra}}}'
+        )
+
+    cases = [
+        ("energy_import_kwh", 0, "1000.25", "good", "0.5"),
+        ("energy_import_kwh", 1, "1000.75", "uncertain", "absent"),
+        ("energy_import_kwh", 2, "null", "bad", "0.125"),
+        ("energy_import_kwh", 3, "null", "bad", "absent"),
+        ("active_power_kw", 3, "-12", "good", "absent"),
+    ]
+    payload = (
+        '{"schema_version":1,"gateway":"gw-1","seq":1,"sent_at":"2026-11-21T00:00:00Z",'
+        f'"readings":[{",".join(reading(*case) for case in cases)}]}}'
+    ).encode()
+
+    async def scenario() -> None:
+        store = await Store.connect(migrated_database)
+        try:
+            await store.write([Accepted(TOPIC, parse_telemetry(payload, TOPIC), payload)])
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    rows = fetch(
+        migrated_database,
+        """SELECT p.name, r.ts, r.value, r.quality, r.delta FROM zayton.readings r
+           JOIN zayton.points p ON p.id = r.point_id ORDER BY p.name, r.ts""",
+    )
+    codes = {"good": 0, "uncertain": 1, "bad": 2}
+    expected = sorted(
+        (
+            point,
+            T0 + timedelta(seconds=second),
+            None if value == "null" else float(value),
+            codes[quality],
+            None if delta == "absent" else float(delta),
+        )
+        for point, second, value, quality, delta in cases
+    )
+    assert rows == expected
+    latest = fetch(
+        migrated_database,
+        """SELECT p.name, l.ts, l.value, l.quality FROM zayton.latest l
+           JOIN zayton.points p ON p.id = l.point_id ORDER BY p.name""",
+    )
+    assert latest == [
+        ("active_power_kw", T0 + timedelta(seconds=3), -12.0, 0),
+        ("energy_import_kwh", T0 + timedelta(seconds=3), None, 2),
+    ]
+
+
+def test_latest_values_move_forward_at_their_interval_and_on_closing(
+    migrated_database: str,
+) -> None:
+    def latest() -> list[tuple[object, ...]]:
+        return fetch(migrated_database, "SELECT ts FROM zayton.latest")
+
+    async def scenario() -> list[list[tuple[object, ...]]]:
+        seen = []
+        store = await Store.connect(migrated_database, latest_interval_s=3600)
+        try:
+            await store.write([telemetry(1, T0, 2)])
+            seen.append(latest())  # the first write brings them up to date
+            await store.write([telemetry(2, T0 + timedelta(seconds=5), 2)])
+            seen.append(latest())  # within the interval: not yet
+        finally:
+            await store.close()
+        seen.append(latest())
+        return seen
+
+    first, second, closed = asyncio.run(scenario())
+    assert first == second == [(T0 + timedelta(seconds=1),)]
+    assert closed == [(T0 + timedelta(seconds=6),)]

@@ -110,6 +110,20 @@ def test_timestamps_with_an_offset_name_the_same_instant() -> None:
         (batch(extra="field"), "extra"),
         (batch(gateway="gw+1"), "gateway"),
         (b"x" * (MAX_PAYLOAD_BYTES + 1), "exceeds"),
+        (batch(r_device="meter-1\n"), "readings.0.device"),
+        (batch(r_ts="2026-11-22"), "readings.0.ts"),
+        (batch(r_ts="20261122T030000Z"), "readings.0.ts"),
+        (batch(r_delta=-1.0), "readings.0.delta"),
+        (batch(r_unit="kW"), "readings.0: Object contains unknown field `unit`"),
+        (batch(seq=1 << 63), "seq"),
+        (batch(sent_at="2026-11-22T03:00:00"), "sent_at"),
+        (batch(schema_version=9, readings="anything", more=1), "unsupported schema version 9"),
+        (b"[1, 2]", "payload"),
+        (
+            batch(events=[{"device": "m", "point": "Bad", "ts": TS, "kind": "wrap"}]),
+            "events.0.point",
+        ),
+        (batch(events=[{"device": "m", "point": "p", "ts": TS, "kind": "boom"}]), "events.0.kind"),
     ],
 )
 def test_bad_payloads_are_rejected_with_a_reason(payload: bytes, reason: str) -> None:
@@ -123,6 +137,19 @@ def test_non_finite_values_are_rejected(token: str) -> None:
     payload = batch().replace(b"12.5", token.encode())
     with pytest.raises(PayloadError, match="finite"):
         parse_telemetry(payload)
+
+
+def test_numbers_beyond_the_float_range_are_refused() -> None:
+    payload = batch().replace(b"12.5", b"1e999")
+    with pytest.raises(PayloadError, match=r"readings\.0\.value: .*finite"):
+        parse_telemetry(payload)
+
+
+def test_rfc3339_variants_name_the_same_instant() -> None:
+    for text in ("2026-11-22t03:00:00z", "2026-11-22 03:00:00Z", "2026-11-22T03:00:00.000000001Z"):
+        parsed = parse_telemetry(batch(r_ts=text))
+        assert parsed.readings[0].ts == datetime(2026, 11, 22, 3, tzinfo=UTC)
+        assert parsed.stamps == {text: parsed.readings[0].ts}
 
 
 def test_a_bad_quality_reading_may_carry_no_value() -> None:

@@ -161,6 +161,8 @@ class DeviceStatus(_Strict):
     """online: the last poll read everything; failing: the last poll lost some or all requests;
     offline: several polls in a row read nothing, and the gateway now retries less often."""
     profile: str | None = None
+    interval_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """How often the gateway polls the device: what data completeness expects."""
     last_success: AwareDatetime | None = None
     failures: Annotated[int, Field(ge=0)] = 0
     error: Annotated[str, StringConstraints(max_length=500)] | None = None
@@ -311,7 +313,7 @@ def _decode_reason(message: str) -> str:
     "readings.0.seq: Expected `int`, got `str`"."""
     text, _, where = message.rpartition(" - at `")
     if not text:
-        return message
+        return f"payload: {message}"
     path = _WHERE.sub(r".\1", where.rstrip("`")).removeprefix("$").lstrip(".")
     if "out of range" in text:
         text += " (numbers must be finite floats)"
