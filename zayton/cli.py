@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from api.app import ApiSettings
+from api.coefficients import DEFAULTS as DEFAULT_COEFFICIENTS
+from api.coefficients import load_into, seed_defaults
 from dashboards import LIVE
 from gateway.config import Device, DeviceSection, load_config
 from gateway.service import run_gateway
@@ -192,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _database_arg(db_migrate)
     db_migrate.add_argument("--storage", choices=["plain", "timescale"], help="force a path")
+    db_coefficients = db.add_parser(
+        "coefficients",
+        help="load conversion and emission coefficients",
+        description="Insert or update the coefficients of FILE (the format of the shipped "
+        "api/data/coefficients.toml), all or nothing. 'db migrate' loads the shipped defaults "
+        "into a new database.",
+    )
+    _database_arg(db_coefficients)
+    db_coefficients.add_argument("file", type=Path, nargs="?", default=DEFAULT_COEFFICIENTS)
 
     check = commands.add_parser(
         "check-config",
@@ -220,11 +231,18 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    if args.db_command == "coefficients":
+        count = load_into(args.database_url, args.file)
+        sys.stdout.write(f"{count} coefficients loaded from {args.file}\n")
+        return 0
     storage = Storage(args.storage) if args.storage else None
     result = migrate(args.database_url, storage=storage)
+    seeded = seed_defaults(args.database_url)
     sys.stdout.write(
         f"migration {result.current} ({result.storage} storage), "
-        f"{len(result.applied)} applied now\n"
+        f"{len(result.applied)} applied now"
+        + (f"; {seeded} default coefficients loaded" if seeded else "")
+        + "\n"
     )
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from api.app import ApiSettings
+from api.coefficients import seed_defaults
 from dashboards import LIVE
 from gateway.config import load_config
 from gateway.service import run_gateway
@@ -56,6 +57,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             mqtt_url = broker.url
             log.info("embedded %s broker: %s", broker.kind, mqtt_url)
         result = await asyncio.to_thread(migrate, database_url)
+        await asyncio.to_thread(seed_defaults, database_url)
         log.info("database at migration %d (%s storage)", result.current, result.storage)
         simulator = ParkSimulator(
             load_scenario(options.scenario),

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import ApiSettings, create_app
+from api.coefficients import CoefficientError
 from ingest.store import StoreError
 from profiles.files import ConfigError
 from zayton.localservers import LocalServerError
@@ -28,7 +29,7 @@ class ServiceError(RuntimeError):
 
 
 # Errors that mean "cannot start as configured": one line for the user, no traceback.
-USER_ERRORS = (ServiceError, LocalServerError, StoreError, ConfigError)
+USER_ERRORS = (ServiceError, LocalServerError, StoreError, ConfigError, CoefficientError)
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
