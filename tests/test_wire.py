@@ -139,6 +139,12 @@ def test_non_finite_values_are_rejected(token: str) -> None:
         parse_telemetry(payload)
 
 
+def test_a_name_checked_as_a_device_is_still_checked_as_a_point() -> None:
+    parse_telemetry(batch(r_device="Meter1"))  # a valid device name, now known
+    with pytest.raises(PayloadError, match=r"readings\.0\.point: 'Meter1'"):
+        parse_telemetry(batch(r_device="Meter1", r_point="Meter1"))
+
+
 def test_numbers_beyond_the_float_range_are_refused() -> None:
     payload = batch().replace(b"12.5", b"1e999")
     with pytest.raises(PayloadError, match=r"readings\.0\.value: .*finite"):

@@ -209,10 +209,12 @@ _device_ok = re.compile(_DEVICE).fullmatch
 _point_ok = re.compile(_POINT).fullmatch
 _gateway_ok = re.compile(_GATEWAY).fullmatch
 _stamp_ok = re.compile(_STAMP).fullmatch
-_VALID_NAMES: set[str] = set()
-"""Device and point names already checked (a fleet repeats a few thousand names): a reading
-costs a set lookup instead of two regular expressions."""
-_VALID_NAMES_MAX = 200_000
+_VALID_DEVICES: set[str] = set()
+_VALID_POINTS: set[str] = set()
+"""Device and point names already checked, each against its own pattern (a fleet repeats a few
+thousand names): a reading costs two set lookups instead of two regular expressions."""
+_VALID_NAMES_MAX = 100_000
+"""Per set; a full set is emptied."""
 _WHERE = re.compile(r"\[(\d+)\]")
 
 
@@ -263,10 +265,10 @@ def _checked(wire: _TelemetryWire) -> Telemetry:
         )
     if len(wire.events) > MAX_READINGS:
         raise PayloadError(f"events: more than {MAX_READINGS}")
-    names = _VALID_NAMES
+    devices, points = _VALID_DEVICES, _VALID_POINTS
     stamps: dict[str, datetime] = {}
     for index, reading in enumerate(readings):
-        if reading.device not in names or reading.point not in names:
+        if reading.device not in devices or reading.point not in points:
             _check_names(f"readings.{index}", reading.device, reading.point)
         if reading.stamp not in stamps:
             try:
@@ -292,9 +294,10 @@ def _check_names(where: str, device: str, point: str) -> None:
         raise PayloadError(f"{where}.device: {device!r} does not match {_DEVICE}")
     if _point_ok(point) is None:
         raise PayloadError(f"{where}.point: {point!r} does not match {_POINT}")
-    if len(_VALID_NAMES) >= _VALID_NAMES_MAX:
-        _VALID_NAMES.clear()
-    _VALID_NAMES.update((device, point))
+    for known, name in ((_VALID_DEVICES, device), (_VALID_POINTS, point)):
+        if len(known) >= _VALID_NAMES_MAX:
+            known.clear()
+        known.add(name)
 
 
 def _version_reason(payload: bytes) -> str | None:
