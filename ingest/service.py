@@ -58,9 +58,9 @@ class IngestSettings:
     """A device registers itself with its first reading; False: only devices a gateway
     announced in its status are taken, batches naming others are dead letters."""
     keep_days: int | None = None
+    """Raw readings older than this many days are dropped (rollups stay); None keeps all."""
     latest_interval_s: float = 1.0
     """How often the latest value of each point moves forward (see :class:`Store`)."""
-    """Raw readings older than this many days are dropped (rollups stay); None keeps all."""
 
 
 @dataclass(slots=True)
@@ -94,7 +94,7 @@ def classify(
         return Rejected(message.topic, message.payload, str(err))
     newest = now + timedelta(seconds=settings.max_future_s)
     oldest = now - timedelta(days=settings.max_past_days)
-    outside = [text for text, at in batch.stamps.items() if not oldest <= at <= newest]
+    outside = {text for text, at in batch.stamps.items() if not oldest <= at <= newest}
     if outside:
         index = next(i for i, r in enumerate(batch.readings) if r.stamp in outside)
         return Rejected(
@@ -108,7 +108,7 @@ def classify(
 
 
 async def next_batch(
-    subscriber: Subscriber, max_messages: int, max_age_s: float, max_bytes: int = 1 << 62
+    subscriber: Subscriber, max_messages: int, max_age_s: float, max_bytes: int
 ) -> list[Message]:
     """Wait for one message, then gather more until the count, size or age limit."""
     batch = [await subscriber.get()]

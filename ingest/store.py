@@ -129,7 +129,6 @@ class Store:
         self._latest_at = -math.inf
         self._live: set[int] = set()
         """Gateways whose data has been committed by this store (their firm is onboarded)."""
-        self._pending_live: list[int] = []
 
     @classmethod
     async def connect(
@@ -173,7 +172,6 @@ class Store:
     ) -> WriteResult:
         """Store everything in one transaction; return what it did."""
         result = WriteResult()
-        self._pending_live = []
         for update in statuses:
             await self._gateway_id(update.topic.site, update.topic.gateway)
         fresh, replays, repeated = await self._sort_batches(accepted)
@@ -205,15 +203,14 @@ class Store:
                 await self._upsert_latest(newest)
             if events:
                 result.events = await self._store_events(events)
-            await self._note_batches(fresh)
+            live = await self._note_batches(fresh)
             for update in statuses:
                 await self._apply_status(update)
                 result.statuses += 1
             if rejected:
                 await self._dead_letters(rejected)
                 result.dead_letters = len(rejected)
-        self._live.update(self._pending_live)
-        self._pending_live = []
+        self._live.update(live)
         if latest_due:
             self._latest.clear()
             self._latest_at = now
@@ -438,10 +435,11 @@ class Store:
         )
         return cursor.rowcount
 
-    async def _note_batches(self, fresh: Sequence[_Fresh]) -> None:
-        """Record the batches taken, and that their gateways (and firms) are live."""
+    async def _note_batches(self, fresh: Sequence[_Fresh]) -> list[int]:
+        """Record the batches taken, and that their gateways (and firms) are live; return the
+        gateways this store has now seen live for the first time."""
         if not fresh:
-            return
+            return []
         await self._conn.execute(
             f"""INSERT INTO {SCHEMA}.batches (gateway_id, seq, digest, readings)
                 SELECT * FROM unnest(%s::int4[], %s::int8[], %s::bytea[], %s::int4[])
@@ -472,7 +470,7 @@ class Store:
                     WHERE g.firm_id = f.id AND g.id = ANY (%s) AND f.onboarded_on IS NULL""",
                 (first,),
             )
-            self._pending_live = first
+        return first
 
     async def _apply_status(self, update: StatusUpdate) -> None:
         """The gateway's metadata and health, its firm (registered, and onboarded once the
