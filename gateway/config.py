@@ -28,7 +28,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.counters import CounterSpec
+from wire.counters import CounterSpec
 from gateway.sparkplug import check_id
 from profiles.files import ConfigError, load_model
 from profiles.model import Hole, Profile, Quirks, load_profile

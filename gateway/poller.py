@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.config import Device
-from gateway.counters import CounterEvent, CounterTracker
 from gateway.errors import DeviceError
 from gateway.modbus import READ_FUNCTIONS, Link
+from wire.counters import CounterTracker, event_json
 from wire.payload import DeviceStatus, Quality, format_ts
 from wire.stats import Histogram
 
@@ -134,21 +134,6 @@ def _utc(at: float) -> str:
     return f"{_second[1]}.{micros:06d}Z"
 
 
-def _event_json(device: str, point: str, event: CounterEvent) -> str:
-    return json.dumps(
-        {
-            "device": device,
-            "point": point,
-            "ts": format_ts(datetime.fromtimestamp(event.ts, UTC)),
-            "kind": event.kind.value,
-            "before": event.before,
-            "after": event.after,
-            "amount": event.amount,
-            "detail": event.detail,
-        }
-    )
-
-
 class DeviceReader:
     """A device's read plan bound to its link, its counters and the JSON of its readings."""
 
@@ -251,7 +236,7 @@ class DeviceReader:
                 step = tracker.update(at, value, serial)
                 poll.counters[point] = tracker.to_state()
                 for event in step.events:
-                    poll.events.append(_event_json(name, point, event))
+                    poll.events.append(event_json(name, point, event))
                 delta = "" if step.delta is None else f',"delta":{step.delta!r}'
                 parts.append(f"{heads[j]}{stamp}{number}{delta}{_TAIL[quality]}")
         poll.body = ",".join(parts)

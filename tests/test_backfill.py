@@ -57,8 +57,10 @@ def test_a_day_of_history_arrives_whole_and_matches_the_truth(
     for numbers in seqs.values():
         assert sorted(numbers) == list(range(1, len(numbers) + 1))
     series: dict[tuple[str, str], dict[datetime, float | None]] = defaultdict(dict)
+    counted: dict[tuple[str, str], float] = defaultdict(float)
     for site, batch in batches:
         for r in batch.readings:
+            counted[f"{site}/{r.device}", r.point] += r.delta or 0.0
             values = series[f"{site}/{r.device}", r.point]
             assert r.ts not in values  # never twice
             values[r.ts] = r.value
@@ -72,3 +74,6 @@ def test_a_day_of_history_arrives_whole_and_matches_the_truth(
         counter = park.devices[key].counters[point]
         step = counter.binding.point.scale  # a register shows whole steps of its scale
         assert delta == pytest.approx(counter.shown - shown, abs=step), (key, point)
+        # Counted as a gateway counts: from the first reading (the base) to the last.
+        assert counted[key, point] == pytest.approx(delta, abs=1e-6), (key, point)
+    assert not any(b.events for _, b in batches)  # no fault, no counter event

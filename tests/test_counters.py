@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.counters import (
+from wire.counters import (
     NOTHING,
     CounterEvent,
     CounterSpec,

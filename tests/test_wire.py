@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire.broker import BrokerSettings
+from wire.counters import CounterEvent, EventKind, event_json
 from wire.payload import (
     MAX_PAYLOAD_BYTES,
     PayloadError,
@@ -184,6 +185,41 @@ def test_the_fast_encoder_writes_what_the_parser_reads() -> None:
         ("voltage_l1_v", 231.5, Quality.GOOD),
         ("x", None, Quality.BAD),
     ]
+
+
+def test_the_fast_encoder_carries_counted_deltas_and_counter_events() -> None:
+    stamp = format_ts(datetime(2026, 11, 22, 3, tzinfo=UTC))
+    wrap = CounterEvent(
+        ts=datetime(2026, 11, 22, 3, tzinfo=UTC).timestamp(),
+        kind=EventKind.WRAP,
+        before=42_949_670.0,
+        after=1.5,
+        amount=4.46,
+        detail="",
+    )
+    payload = encode_telemetry(
+        "gw-01",
+        4,
+        datetime(2026, 11, 22, 3, 0, 5, tzinfo=UTC),
+        [
+            ("m1", "energy_import_kwh", stamp, 1.5, Quality.GOOD, 4.46),
+            ("m1", "energy_export_kwh", stamp, 7.0, Quality.GOOD, None),
+            ("m1", "voltage_l1_v", stamp, 230.0, Quality.GOOD),
+        ],
+        [event_json("m1", "energy_import_kwh", wrap)],
+    )
+    parsed = parse_telemetry(payload)
+    assert [r.delta for r in parsed.readings] == [4.46, None, None]
+    (event,) = parsed.events
+    assert (event.device, event.point, event.kind, event.before, event.after, event.amount) == (
+        "m1",
+        "energy_import_kwh",
+        "wrap",
+        42_949_670.0,
+        1.5,
+        4.46,
+    )
+    assert event.ts == datetime(2026, 11, 22, 3, tzinfo=UTC)
 
 
 def test_the_encoder_refuses_non_finite_values() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -371,6 +371,8 @@ def format_ts(ts: datetime) -> str:
 
 ReadingTuple = tuple[str, str, str, float | None, Quality]
 """(device, point, ts already formatted by :func:`format_ts`, value, quality)."""
+CountedTuple = tuple[str, str, str, float | None, Quality, float | None]
+"""A counter reading with the consumption counted with it (``delta``, None when nothing)."""
 
 
 _QUALITY_JSON = {quality: f'"{quality.value}"' for quality in Quality}
@@ -395,31 +397,39 @@ def _number(value: float) -> str:
 
 
 def encode_telemetry(
-    gateway: str, seq: int, sent_at: datetime, readings: Iterable[ReadingTuple]
+    gateway: str,
+    seq: int,
+    sent_at: datetime,
+    readings: Iterable[ReadingTuple | CountedTuple],
+    events: Sequence[str] = (),
 ) -> bytes:
     """Serialise a batch without building a model or a dict per reading (the hot path of the
     gateway and the simulators): strings are quoted by :func:`json.dumps` once per distinct
     name, numbers written as Python writes floats (as :mod:`json` does).
 
-    The result always parses with :func:`parse_telemetry` when its inputs are valid.
+    ``events`` are counter events already encoded as JSON objects
+    (:func:`wire.counters.event_json`). The result always parses with :func:`parse_telemetry`
+    when its inputs are valid.
     """
     check_identifier("gateway", gateway)
     stamps: dict[str, str] = {}
     parts = []
-    for device, point, ts, value, quality in readings:
+    for device, point, ts, value, quality, *counted in readings:
         stamp = stamps.get(ts)
         if stamp is None:
             stamp = stamps[ts] = json.dumps(ts)
         number = "null" if value is None else _number(value)
+        delta = f',"delta":{_number(counted[0])}' if counted and counted[0] is not None else ""
         parts.append(
             f'{{"device":{_quoted(device)},"point":{_quoted(point)},"ts":{stamp},'
-            f'"value":{number},"quality":{_QUALITY_JSON[quality]}}}'
+            f'"value":{number}{delta},"quality":{_QUALITY_JSON[quality]}}}'
         )
     head = (
         f'{{"schema_version":{SCHEMA_VERSION},"gateway":{json.dumps(gateway)},"seq":{int(seq)},'
         f'"sent_at":"{format_ts(sent_at)}","readings":['
     )
-    return (head + ",".join(parts) + "]}").encode()
+    tail = f'],"events":[{",".join(events)}]}}' if events else "]}"
+    return (head + ",".join(parts) + tail).encode()
 
 
 def encode_status(status: Status) -> bytes:

@@ -12,11 +12,15 @@ The rules, and why they live at the edge, are in ``docs/counters.md``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
+
+from wire.payload import format_ts
 
 STATE_VERSION: Final = 1
 MAX_SUSPECTS: Final = 3
@@ -346,3 +350,19 @@ def _suspect(raw: object) -> _Reading:
     if reading is None:
         raise CounterStateError("a suspect reading cannot be null")
     return reading
+
+
+def event_json(device: str, point: str, event: CounterEvent) -> str:
+    """A counter event as the JSON object a telemetry batch carries in ``events``."""
+    return json.dumps(
+        {
+            "device": device,
+            "point": point,
+            "ts": format_ts(datetime.fromtimestamp(event.ts, UTC)),
+            "kind": event.kind.value,
+            "before": event.before,
+            "after": event.after,
+            "amount": event.amount,
+            "detail": event.detail,
+        }
+    )
