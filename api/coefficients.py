@@ -29,6 +29,8 @@ MJ_PER_KGCE = 29.3076
 # What each metered quantity is in the unit a coefficient is per: a steam meter counts tonnes,
 # GB/T 2589 gives steam per kilogram.
 _SCALE = {("t", "kg"): 1000.0, ("kg", "t"): 0.001, ("GJ", "MJ"): 1000.0, ("MWh", "kWh"): 1000.0}
+# Water meters count m³ and GB/T 2589 gives new water per tonne: 1 m³ of water is 1 t.
+_CARRIER_SCALE = {("water", "m3", "t"): 1.0}
 
 
 class Kind(StrEnum):
@@ -76,7 +78,7 @@ class Coefficient:
         """``quantity`` of this carrier, metered in ``unit``, in kgce (or kg CO₂)."""
         if unit == self.per:
             return quantity * self.value
-        scale = _SCALE.get((unit, self.per))
+        scale = _SCALE.get((unit, self.per)) or _CARRIER_SCALE.get((self.carrier, unit, self.per))
         if scale is None:
             raise CoefficientError(
                 f"{self.carrier} is metered in {unit}, but its coefficient is per {self.per}"

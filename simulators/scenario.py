@@ -142,8 +142,12 @@ class DeviceSpec(_Model):
     faults: list[Fault] = []
 
     def default_level(self) -> int:
+        """Meters and PV at the site are its boundary; equipment (a boiler's or compressor's own
+        counters) and PLCs count at the level of main equipment, so they never add to a total."""
         if self.level is not None:
             return self.level
+        if self.type not in MEASURING and self.type is not DeviceType.PV:
+            return 3
         if self.measures == "site":
             return 1
         return 2 if self.measures.startswith("workshop:") else 3

@@ -52,6 +52,10 @@ def test_conversion_follows_the_metered_unit() -> None:
     assert gas.apply(100.0, "m3") == pytest.approx(121.43)  # no basis of its own: ignored
     with pytest.raises(CoefficientError, match="metered in kWh, but its coefficient is per m3"):
         gas.apply(1.0, "kWh")
+    water = table.lookup(Kind.CONVERSION, "water", DAY)
+    assert water.apply(20.0, "m3") == pytest.approx(20.0 * 0.0857)  # 1 m³ of water is 1 t
+    with pytest.raises(CoefficientError, match="per kg"):
+        steam.apply(1.0, "m3")  # a cubic metre of steam is no tonne
 
 
 def test_electricity_states_its_basis_and_the_generation_basis_is_a_placeholder() -> None:

@@ -196,6 +196,10 @@ def test_ground_truth_files_hold_the_true_flows(tmp_path: Path) -> None:
     assert {f["id"] for f in registry["firms"]} == {"tiny-shoes", "tiny-electronics"}
     incomer = registry["firms"][0]["devices"][0]
     assert (incomer["name"], incomer["level"], incomer["unit_id"]) == ("incomer", 1, 1)
+    levels = {d["name"]: d["level"] for d in registry["firms"][0]["devices"]}
+    # The boiler's own gas counter is equipment, not a second boundary meter beside gas-main.
+    assert (levels["gas-main"], levels["boiler-1"], levels["pv-roof"]) == (1, 3, 1)
+    assert (levels["sewing-meter"], levels["eva-1-meter"], levels["plc-eva-1"]) == (2, 3, 3)
 
 
 def write(tmp_path: Path, text: str) -> Path:

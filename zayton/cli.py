@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from api.app import ApiSettings
 from api.coefficients import DEFAULTS as DEFAULT_COEFFICIENTS
 from api.coefficients import load_into, seed_defaults
+from api.registry import import_file as import_registry
 from dashboards import LIVE
 from gateway.config import Device, DeviceSection, load_config
 from gateway.service import run_gateway
@@ -203,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _database_arg(db_coefficients)
     db_coefficients.add_argument("file", type=Path, nargs="?", default=DEFAULT_COEFFICIENTS)
+    db_registry = db.add_parser(
+        "registry",
+        help="import the park, firms, workshops, lines and meters",
+        description="Create or update the park and firms of FILE (JSON or TOML, the shape of "
+        "the park.json 'zayton simulate' writes): workshops and lines, what each meter "
+        "measures and its metering level, gateways with their uplink, projects. All or "
+        "nothing; entities not in FILE are left alone.",
+    )
+    _database_arg(db_registry)
+    db_registry.add_argument("file", type=Path)
 
     check = commands.add_parser(
         "check-config",
@@ -231,6 +242,13 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    if args.db_command == "registry":
+        report = import_registry(args.database_url, args.file)
+        sys.stdout.write(
+            f"park {report.park}: {report.firms} firms, {report.workshops} workshops and lines, "
+            f"{report.gateways} gateways, {report.devices} devices, {report.projects} projects\n"
+        )
+        return 0
     if args.db_command == "coefficients":
         count = load_into(args.database_url, args.file)
         sys.stdout.write(f"{count} coefficients loaded from {args.file}\n")

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import psycopg
+
 from api.app import ApiSettings
 from api.coefficients import seed_defaults
+from api.registry import Registry, parse, store
 from dashboards import LIVE
 from gateway.config import load_config
 from gateway.service import run_gateway
@@ -22,6 +25,7 @@ from ingest.migrate import migrate
 from ingest.service import IngestSettings, run_ingester
 from simulators.scenario import load_scenario
 from simulators.serve import ParkSimulator, SimClock
+from simulators.truth import registry as park_registry
 from zayton.localservers import LocalBroker, LocalPostgres
 from zayton.services import bind, exclusive, serve_api
 
@@ -64,6 +68,9 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             base_port=options.modbus_port,
             clock=SimClock(speed=options.speed),
         )
+        # The park's registry: which meter is a site boundary, which line a PLC runs.
+        registry = parse(park_registry(simulator.park), source=f"scenario {options.scenario}")
+        await asyncio.to_thread(_store_registry, database_url, registry)
         async with simulator:
             paths = simulator.gateway_configs(
                 data / "gateways", mqtt_url=mqtt_url, interval_s=options.interval_s
@@ -104,3 +111,9 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                     name="api",
                 )
     log.info("demo stopped")
+
+
+def _store_registry(database_url: str, registry: Registry) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        report = store(conn, registry)
+    log.info("registry: %d firms, %d devices", report.firms, report.devices)

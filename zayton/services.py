@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from api.app import ApiSettings, create_app
 from api.coefficients import CoefficientError
+from api.registry import RegistryError
 from ingest.store import StoreError
 from profiles.files import ConfigError
 from zayton.localservers import LocalServerError
@@ -29,7 +30,14 @@ class ServiceError(RuntimeError):
 
 
 # Errors that mean "cannot start as configured": one line for the user, no traceback.
-USER_ERRORS = (ServiceError, LocalServerError, StoreError, ConfigError, CoefficientError)
+USER_ERRORS = (
+    ServiceError,
+    LocalServerError,
+    StoreError,
+    ConfigError,
+    CoefficientError,
+    RegistryError,
+)
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
