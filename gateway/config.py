@@ -28,13 +28,13 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from wire.counters import CounterSpec
 from gateway.sparkplug import check_id
 from profiles.files import ConfigError, load_model
 from profiles.model import Hole, Profile, Quirks, load_profile
 from profiles.plan import MAX_REGISTERS, PlanError, ReadRequest, plan_for
 from wire.broker import BrokerSettings
 from wire.catalogue import Kind
+from wire.counters import CounterSpec
 from wire.payload import MAX_READINGS, DeviceName, GatewayId, Uplink
 from wire.topics import DEFAULT_ROOT, check_root
 

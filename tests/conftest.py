@@ -21,10 +21,13 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from ingest.migrate import migrate
+from tests.parkdb import park_db
 from zayton.localservers import HOST, LocalBroker, LocalPostgres, tcp_answers
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+__all__ = ["park_db"]  # a fixture of its own module, shared by the accounting and KPI tests
 
 DatabaseFactory = Callable[[str], str]
 """Called with a name hint, creates a new empty database and returns its DSN."""

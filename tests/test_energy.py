@@ -13,15 +13,12 @@ period holds the truth intervals that end inside it.
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import psycopg
 import pytest
 
-from api.coefficients import Basis, Table, load_database, seed_defaults
+from api.coefficients import Basis
 from api.energy import (
     BalanceLine,
     EnergyError,
@@ -36,109 +33,23 @@ from api.energy import (
     load_hierarchy,
     segments,
 )
-from api.registry import import_file
-from ingest.migrate import migrate
-from ingest.rollups import refresh
-from ingest.store import Accepted, Store
-from simulators.backfill import backfill
-from simulators.faults import parse_fault
-from simulators.park import Park
-from simulators.scenario import Scenario, load_scenario
-from simulators.truth import Truth, registry
-from tests.conftest import DatabaseFactory
-from wire.payload import parse_telemetry
-from wire.topics import Topic
+from tests.parkdb import (
+    CST,
+    ELECTRICITY_KGCE,
+    END,
+    GAS_KGCE,
+    GAS_KGCO2,
+    GRID_KGCO2,
+    START,
+    WATER_KGCE,
+    Park2Days,
+    carrier,
+    coefficient_table,
+    lost_to_replacement,
+    true_sum,
+)
 
 pytestmark = pytest.mark.integration
-
-CST = timezone(timedelta(hours=8))
-START = datetime(2026, 11, 23, tzinfo=CST)  # a Monday
-END = START + timedelta(days=2)
-REPLACED_AT = START + timedelta(hours=6)
-WRAP_KWH = 2**32 * 0.01  # the u32 x 0.01 kWh register of tiny-shoes' site meter
-
-# GB/T 2589-2020 reference values (kgce per unit) and the grid factor from 2023 (kgCO2/kWh).
-ELECTRICITY_KGCE, GAS_KGCE, WATER_KGCE = 0.1229, 1.2143, 0.0857
-GRID_KGCO2, GAS_KGCO2 = 0.5703, 1.9965
-
-
-@dataclass(frozen=True)
-class Park2Days:
-    dsn: str
-    truth: list[dict[str, str]]
-
-
-def _scenario() -> Scenario:
-    tiny = load_scenario("tiny")
-    shoes = tiny.firms[0]
-    devices = [
-        d.model_copy(update={"start": WRAP_KWH - 150.0}) if d.name == "incomer" else d
-        for d in shoes.devices
-    ]
-    return tiny.model_copy(
-        update={"firms": [shoes.model_copy(update={"devices": devices}), *tiny.firms[1:]]}
-    )
-
-
-@pytest.fixture(scope="module")
-def park_db(pg_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Park2Days:
-    dsn = pg_database("energy")
-    migrate(dsn)
-    seed_defaults(dsn)
-    out = tmp_path_factory.mktemp("truth")
-    park = Park(_scenario(), start=START.timestamp(), step_s=900)
-    park.inject(
-        "tiny-electronics/incomer",
-        parse_fault({"type": "replace", "start": 0.0, "serial": 4242, "at": REPLACED_AT}),
-    )
-    payloads: list[tuple[str, bytes]] = []
-
-    async def send(topic: str, payload: bytes) -> None:
-        payloads.append((topic, payload))
-
-    async def run() -> None:
-        with Truth(park, out, interval_s=900):
-            await backfill(park, send, end=END.timestamp(), batch_readings=500)
-        store = await Store.connect(dsn)
-        try:
-            for topic, payload in payloads:
-                parsed = Topic.parse(topic)
-                batch = parse_telemetry(payload, parsed)
-                await store.write([Accepted(parsed, batch, payload)])
-        finally:
-            await store.close()
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await refresh(conn, store.storage)
-
-    # The registry first, as a park would be set up; then its history arrives.
-    (out / "registry.json").write_text(json.dumps(registry(park)))
-    import_file(dsn, out / "registry.json")
-    asyncio.run(run())
-    with (out / "energy.csv").open() as handle:
-        truth = list(csv.DictReader(handle))
-    return Park2Days(dsn, truth)
-
-
-def true_sum(data: Park2Days, period: Period, firm: str, device: str, point: str) -> float:
-    """What flowed through a counter in the truth intervals ending inside ``period``."""
-    total = 0.0
-    for row in data.truth:
-        end = datetime.fromisoformat(row["interval_end"])
-        key = (row["firm"], row["device"], row["point"])
-        if key == (firm, device, point) and period.start <= end < period.end:
-            total += float(row["quantity"])
-    return total
-
-
-def lost_to_replacement(data: Park2Days, period: Period) -> float:
-    """The interval in which the new meter was fitted: its first reading is only its base."""
-    for row in data.truth:
-        key = (row["firm"], row["device"], row["point"])
-        if key == ("tiny-electronics", "incomer", "energy_import_kwh"):
-            end = datetime.fromisoformat(row["interval_end"])
-            if end == REPLACED_AT and period.start <= end < period.end:
-                return float(row["quantity"])
-    return 0.0
 
 
 def use_of(
@@ -146,23 +57,14 @@ def use_of(
 ) -> EnergyUse:
     async def run() -> EnergyUse:
         async with await psycopg.AsyncConnection.connect(data.dsn) as conn:
-            table = await asyncio.to_thread(_table, data.dsn)
+            table = await asyncio.to_thread(coefficient_table, data.dsn)
             return await account(conn, Entity.parse(entity), period, table, basis=basis)
 
     return asyncio.run(run())
 
 
-def _table(dsn: str) -> Table:
-    with psycopg.connect(dsn) as conn:
-        return load_database(conn)
-
-
-def carrier(use: EnergyUse, name: str) -> float:
-    return next(c.quantity for c in use.carriers if c.carrier == name)
-
-
 PERIODS = {
-    "two local days (daily rollups)": Period.days(date(2026, 11, 23), date(2026, 11, 25)),
+    "two local days (daily rollups)": Period.days(date(2026, 11, 2), date(2026, 11, 4)),
     "an odd range (15-minute rollups)": Period(
         START + timedelta(hours=5, minutes=30), START + timedelta(hours=29, minutes=15)
     ),
@@ -316,7 +218,7 @@ def test_the_sub_meter_balance_shows_what_no_sub_meter_sees(park_db: Park2Days) 
 def test_periods_pick_the_coarsest_rollup_that_fits() -> None:
     assert Period.year(2026).resolution is Resolution.MONTH
     assert Period.month(2026, 12).end == datetime(2027, 1, 1, tzinfo=CST)
-    assert Period.day(date(2026, 11, 23)).resolution is Resolution.DAY
+    assert Period.day(date(2026, 11, 2)).resolution is Resolution.DAY
     assert PERIODS["an odd range (15-minute rollups)"].resolution is Resolution.QUARTER
     hours = Period(START + timedelta(hours=1), START + timedelta(hours=3))
     assert hours.resolution is Resolution.HOUR
@@ -329,7 +231,7 @@ def test_periods_pick_the_coarsest_rollup_that_fits() -> None:
 
 
 def test_a_period_is_split_where_a_coefficient_changes(park_db: Park2Days) -> None:
-    table = _table(park_db.dsn)
+    table = coefficient_table(park_db.dsn)
     # The grid factor changes on 2023-01-01: a year across it is cut there, and only there.
     period = Period.days(date(2022, 7, 1), date(2023, 7, 1))
     assert segments(period, table) == [date(2023, 1, 1)]

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from api.app import ApiSettings
+from api.business import import_file as import_business
 from api.coefficients import DEFAULTS as DEFAULT_COEFFICIENTS
 from api.coefficients import load_into, seed_defaults
 from api.registry import import_file as import_registry
@@ -204,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _database_arg(db_coefficients)
     db_coefficients.add_argument("file", type=Path, nargs="?", default=DEFAULT_COEFFICIENTS)
+    db_business = db.add_parser(
+        "business",
+        help="import monthly business data of firms (CSV)",
+        description="Insert or update each firm's monthly output value, value added (with "
+        "price_basis current or comparable:<year>), tax, land area (land_area_m2 or land_mu) "
+        "and headcount from FILE, a UTF-8 CSV with a header; money in 10,000 yuan. The "
+        "business.csv 'zayton simulate' writes imports as is. All or nothing; empty cells "
+        "leave stored values unchanged.",
+    )
+    _database_arg(db_business)
+    db_business.add_argument("file", type=Path)
     db_registry = db.add_parser(
         "registry",
         help="import the park, firms, workshops, lines and meters",
@@ -242,6 +254,12 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    if args.db_command == "business":
+        if not args.file.is_file():
+            raise ConfigError(f"{args.file}: no such file")
+        count = import_business(args.database_url, args.file)
+        sys.stdout.write(f"{count} firm-months imported from {args.file}\n")
+        return 0
     if args.db_command == "registry":
         report = import_registry(args.database_url, args.file)
         sys.stdout.write(

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import ApiSettings, create_app
+from api.business import BusinessDataError
 from api.coefficients import CoefficientError
 from api.registry import RegistryError
 from ingest.store import StoreError
@@ -37,6 +38,7 @@ USER_ERRORS = (
     ConfigError,
     CoefficientError,
     RegistryError,
+    BusinessDataError,
 )
 
 
