@@ -16,6 +16,9 @@ from api.app import ApiSettings
 from api.business import import_file as import_business
 from api.coefficients import DEFAULTS as DEFAULT_COEFFICIENTS
 from api.coefficients import load_into, seed_defaults
+from api.plan import DEFAULTS as DEFAULT_PLAN
+from api.plan import load_into as load_plan_into
+from api.plan import seed_defaults as seed_plan
 from api.registry import import_file as import_registry
 from dashboards import LIVE
 from gateway.config import Device, DeviceSection, load_config
@@ -216,6 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _database_arg(db_business)
     db_business.add_argument("file", type=Path)
+    db_plan = db.add_parser(
+        "plan",
+        help="replace the plan targets",
+        description="Replace the working plan (zayton.targets) with the targets of FILE (the "
+        "format of the shipped api/data/plan.toml), all or nothing. 'db migrate' loads the "
+        "shipped plan into a new database.",
+    )
+    _database_arg(db_plan)
+    db_plan.add_argument("file", type=Path, nargs="?", default=DEFAULT_PLAN)
     db_registry = db.add_parser(
         "registry",
         help="import the park, firms, workshops, lines and meters",
@@ -267,6 +279,10 @@ def _db(args: argparse.Namespace) -> int:
             f"{report.gateways} gateways, {report.devices} devices, {report.projects} projects\n"
         )
         return 0
+    if args.db_command == "plan":
+        count = load_plan_into(args.database_url, args.file)
+        sys.stdout.write(f"{count} targets loaded from {args.file}\n")
+        return 0
     if args.db_command == "coefficients":
         count = load_into(args.database_url, args.file)
         sys.stdout.write(f"{count} coefficients loaded from {args.file}\n")
@@ -274,10 +290,12 @@ def _db(args: argparse.Namespace) -> int:
     storage = Storage(args.storage) if args.storage else None
     result = migrate(args.database_url, storage=storage)
     seeded = seed_defaults(args.database_url)
+    targets = seed_plan(args.database_url)
     sys.stdout.write(
         f"migration {result.current} ({result.storage} storage), "
         f"{len(result.applied)} applied now"
         + (f"; {seeded} default coefficients loaded" if seeded else "")
+        + (f"; {targets} default targets loaded" if targets else "")
         + "\n"
     )
     return 0

@@ -17,6 +17,7 @@ import psycopg
 
 from api.app import ApiSettings
 from api.coefficients import seed_defaults
+from api.plan import seed_defaults as seed_plan
 from api.registry import Registry, parse, store
 from dashboards import LIVE
 from gateway.config import load_config
@@ -62,6 +63,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             log.info("embedded %s broker: %s", broker.kind, mqtt_url)
         result = await asyncio.to_thread(migrate, database_url)
         await asyncio.to_thread(seed_defaults, database_url)
+        await asyncio.to_thread(seed_plan, database_url)
         log.info("database at migration %d (%s storage)", result.current, result.storage)
         simulator = ParkSimulator(
             load_scenario(options.scenario),

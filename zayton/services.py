@@ -18,6 +18,8 @@ from fastapi import FastAPI
 from api.app import ApiSettings, create_app
 from api.business import BusinessDataError
 from api.coefficients import CoefficientError
+from api.grading import GradingError
+from api.plan import PlanError
 from api.registry import RegistryError
 from ingest.store import StoreError
 from profiles.files import ConfigError
@@ -39,6 +41,8 @@ USER_ERRORS = (
     CoefficientError,
     RegistryError,
     BusinessDataError,
+    PlanError,
+    GradingError,
 )
 
 
