@@ -1,21 +1,35 @@
-"""The HTTP API: an app factory whose connection pool lives in the lifespan state."""
+"""The HTTP API: an app factory whose connection pool lives in the lifespan state; the routes
+of version 1 are in ``api/v1.py``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
 import psycopg
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from psycopg.rows import class_row
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
+
+from api import v1
+from api.auth import ANONYMOUS_DISTRICT
+from wire.broker import BrokerSettings
 
 QUALITY_NAMES: dict[int, Literal["good", "uncertain", "bad"]] = {
     0: "good",
@@ -32,48 +46,33 @@ class ApiSettings:
     statement_timeout_ms: int = 5000
     """No query may run longer, so no request can hold the database."""
     pool_max: int = 8
+    anonymous: Literal["district"] | None = None
+    """Callers without credentials read as this role (read-only): for a local demo only."""
+    mqtt_url: str | None = None
+    """The broker /health reports on (a TCP connection to it), when given."""
 
 
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
+    broker: Literal["ok", "unavailable", "not configured"]
     version: str
 
 
-class LatestReading(BaseModel):
-    site: str
-    gateway: str | None
-    device: str
-    point: str
-    unit: str | None
-    kind: str
-    ts: datetime
-    value: float | None
-    quality: Literal["good", "uncertain", "bad"]
-
-
-@dataclass(slots=True)
-class _LatestRow:
-    site: str
-    gateway: str | None
-    device: str
-    point: str
-    unit: str | None
-    kind: str
-    ts: datetime
-    value: float | None
-    quality: int
-
-
-_LATEST_SQL = """
-    SELECT d.site, g.name AS gateway, d.name AS device, p.name AS point, p.unit, p.kind,
-           l.ts, l.value, l.quality
-    FROM zayton.latest l
-    JOIN zayton.points p ON p.id = l.point_id
-    JOIN zayton.devices d ON d.id = p.device_id
-    LEFT JOIN zayton.gateways g ON g.id = d.gateway_id
-    ORDER BY d.site, d.name, p.name
-"""
+async def _broker_status(url: str | None) -> Literal["ok", "unavailable", "not configured"]:
+    if url is None:
+        return "not configured"
+    settings = BrokerSettings.from_url(url)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(settings.host, settings.port), timeout=2
+        )
+    except (OSError, TimeoutError):
+        return "unavailable"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return "ok"
 
 
 def _pool(request: Request) -> AsyncConnectionPool[psycopg.AsyncConnection[tuple[object, ...]]]:
@@ -99,10 +98,20 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # wait=False: the API starts (and reports "unavailable") while the database is down.
         await pool.open(wait=False)
         app.state.pool = pool
+        app.state.database_url = settings.database_url
+        app.state.anonymous = ANONYMOUS_DISTRICT if settings.anonymous == "district" else None
         try:
             yield
         finally:
             await pool.close()
+
+    registry = CollectorRegistry()
+    requests = Counter(
+        "zayton_api_requests", "HTTP requests answered", ["route", "status"], registry=registry
+    )
+    seconds = Histogram(
+        "zayton_api_request_seconds", "Time to answer a request", ["route"], registry=registry
+    )
 
     app = FastAPI(
         title="Zayton",
@@ -111,47 +120,44 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
 
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        began = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        requests.labels(name, str(response.status_code)).inc()
+        seconds.labels(name).observe(time.perf_counter() - began)
+        return response
+
     @app.get("/health", tags=["service"])
     async def health(request: Request, response: Response) -> Health:
-        """Whether the API can reach its database."""
+        """Whether the API can reach its database and, when configured, the broker."""
         try:
             async with _pool(request).connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
             database: Literal["ok", "unavailable"] = "ok"
         except (psycopg.Error, TimeoutError):
             database = "unavailable"
-        if database != "ok":
+        broker = await _broker_status(settings.mqtt_url)
+        healthy = database == "ok" and broker != "unavailable"
+        if not healthy:
             response.status_code = 503
         return Health(
-            status="ok" if database == "ok" else "degraded",
+            status="ok" if healthy else "degraded",
             database=database,
+            broker=broker,
             version=app.version,
         )
 
-    @app.get("/v1/readings/latest", tags=["readings"])
-    async def latest_readings(request: Request) -> list[LatestReading]:
-        """The most recent reading of every point of every device, by site, device and point."""
-        async with (
-            _pool(request).connection(timeout=5) as conn,
-            conn.cursor(row_factory=class_row(_LatestRow)) as cursor,
-        ):
-            await cursor.execute(_LATEST_SQL)
-            rows = await cursor.fetchall()
-        return [
-            LatestReading(
-                site=r.site,
-                gateway=r.gateway,
-                device=r.device,
-                point=r.point,
-                unit=r.unit,
-                kind=r.kind,
-                ts=r.ts,
-                value=r.value,
-                quality=QUALITY_NAMES[r.quality],
-            )
-            for r in rows
-        ]
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics: requests by route and status, and their durations."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(v1.router())
     if settings.dashboard_dir is not None:
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")
     return app

@@ -240,7 +240,16 @@ def store(conn: psycopg.Connection[Any], table: Table) -> int:
 
 def load_database(conn: psycopg.Connection[Any]) -> Table:
     with conn.cursor(row_factory=dict_row) as cursor:
-        rows = cursor.execute(f"SELECT {_COLUMNS} FROM zayton.coefficients").fetchall()
+        return _from_rows(cursor.execute(f"SELECT {_COLUMNS} FROM zayton.coefficients").fetchall())
+
+
+async def load_database_async(conn: psycopg.AsyncConnection[Any]) -> Table:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(f"SELECT {_COLUMNS} FROM zayton.coefficients")
+        return _from_rows(await cursor.fetchall())
+
+
+def _from_rows(rows: Iterable[dict[str, Any]]) -> Table:
     return Table(
         Coefficient(
             **{

@@ -68,6 +68,10 @@ class EnergyError(ValueError):
     """A period or entity that cannot be accounted for; the message says why."""
 
 
+class NotFound(EnergyError):
+    """No such entity among those the caller may see."""
+
+
 def _aligned(t: datetime, resolution: Resolution) -> bool:
     local = t.astimezone(ZONE)
     if local.second or local.microsecond or local.minute % 15:
@@ -185,13 +189,13 @@ class Hierarchy:
         for firm in self.firms.values():
             if firm.code == code:
                 return firm
-        raise EnergyError(f"no firm {code!r}")
+        raise NotFound(f"no firm {code!r}")
 
     def node(self, firm: Firm, kind: str, name: str) -> Node:
         for node in self.nodes.values():
             if node.firm_id == firm.id and node.kind == kind and node.name == name:
                 return node
-        raise EnergyError(f"firm {firm.code!r} has no {kind} {name!r}")
+        raise NotFound(f"firm {firm.code!r} has no {kind} {name!r}")
 
 
 async def load_hierarchy(
@@ -615,7 +619,7 @@ def firms_of(hierarchy: Hierarchy, entity: Entity) -> list[Firm]:
             if hierarchy.parks.get(f.park_id or 0) == entity.code
         ]
         if not found:
-            raise EnergyError(f"no park {entity.code!r}")
+            raise NotFound(f"no park {entity.code!r}")
         return sorted(found, key=lambda f: f.code)
     return [hierarchy.firm(entity.code)]
 
@@ -652,7 +656,7 @@ async def account(
                 return accounting.use(
                     label, device_sum(hierarchy, meter.device_id, flows), firm.code
                 )
-        raise EnergyError(f"firm {firm.code!r} has no device {entity.name!r}")
+        raise NotFound(f"firm {firm.code!r} has no device {entity.name!r}")
     node = hierarchy.node(firm, entity.kind, entity.name)
     return accounting.use(label, node_sum(hierarchy, node, flows), firm.code)
 

@@ -24,6 +24,7 @@ import pytest
 from api.business import import_file as import_business
 from api.coefficients import Table, load_database, seed_defaults
 from api.energy import EnergyUse, Period
+from api.plan import seed_defaults as seed_plan
 from api.registry import import_file
 from ingest.migrate import migrate
 from ingest.rollups import refresh
@@ -77,6 +78,7 @@ def park_db(pg_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFacto
     dsn = pg_database("park2days")
     migrate(dsn)
     seed_defaults(dsn)
+    seed_plan(dsn)
     out = tmp_path_factory.mktemp("truth")
     park = Park(scenario(), start=START.timestamp(), step_s=900)
     park.inject(

@@ -80,7 +80,9 @@ def test_the_api_returns_exactly_what_the_simulator_served(
             tasks = [
                 asyncio.create_task(run_ingester(ingest, stop)),
                 asyncio.create_task(run_gateway(config, stop)),
-                asyncio.create_task(serve_api(ApiSettings(migrated_database), sock, stop)),
+                asyncio.create_task(
+                    serve_api(ApiSettings(migrated_database, anonymous="district"), sock, stop)
+                ),
             ]
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -90,7 +92,7 @@ def test_the_api_returns_exactly_what_the_simulator_served(
                             response = await client.get("/v1/readings/latest")
                         except httpx.TransportError:
                             return None
-                        rows: list[dict[str, Any]] = response.json()
+                        rows: list[dict[str, Any]] = response.json()["items"]
                         return rows if len(rows) == expected_points else None
 
                     rows = await eventually(all_points)

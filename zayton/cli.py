@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import psycopg
 from pydantic import ValidationError
 
 from api.app import ApiSettings
+from api.auth import create_account, create_key
 from api.business import import_file as import_business
 from api.coefficients import DEFAULTS as DEFAULT_COEFFICIENTS
 from api.coefficients import load_into, seed_defaults
@@ -109,6 +112,87 @@ def _gateway_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
 
 
+def _account_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    accounts = commands.add_parser("account", help="API accounts and keys").add_subparsers(
+        dest="account_command", required=True, metavar="ACTION"
+    )
+    account_add = accounts.add_parser(
+        "add",
+        help="create or update an account",
+        description="Create or update an API account. district sees every firm, park the firms "
+        "of --park, firm only --firm; --editor may also write business data and budgets. The "
+        "password is read from ZAYTON_PASSWORD, or asked for.",
+    )
+    _database_arg(account_add)
+    account_add.add_argument("username")
+    account_add.add_argument("--role", choices=["district", "park", "firm"], required=True)
+    account_add.add_argument("--park", help="the park's code (role park)")
+    account_add.add_argument("--firm", help="the firm's code (role firm)")
+    account_add.add_argument("--editor", action="store_true")
+    account_key = accounts.add_parser(
+        "key",
+        help="make an API key for a machine",
+        description="Print a new API key for USERNAME (sent as the X-API-Key header). It is "
+        "shown once; only its digest is kept.",
+    )
+    _database_arg(account_key)
+    account_key.add_argument("username")
+    account_key.add_argument("--name", default="machine", help="what the key is for")
+
+
+def _db_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = commands.add_parser("db", help="database administration").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db_migrate = db.add_parser(
+        "migrate",
+        help="create or upgrade the schema (idempotent)",
+        description="Apply pending migrations. A new database gets TimescaleDB storage when the "
+        "extension is available, native partitioning otherwise.",
+    )
+    _database_arg(db_migrate)
+    db_migrate.add_argument("--storage", choices=["plain", "timescale"], help="force a path")
+    db_coefficients = db.add_parser(
+        "coefficients",
+        help="load conversion and emission coefficients",
+        description="Insert or update the coefficients of FILE (the format of the shipped "
+        "api/data/coefficients.toml), all or nothing. 'db migrate' loads the shipped defaults "
+        "into a new database.",
+    )
+    _database_arg(db_coefficients)
+    db_coefficients.add_argument("file", type=Path, nargs="?", default=DEFAULT_COEFFICIENTS)
+    db_business = db.add_parser(
+        "business",
+        help="import monthly business data of firms (CSV)",
+        description="Insert or update each firm's monthly output value, value added (with "
+        "price_basis current or comparable:<year>), tax, land area (land_area_m2 or land_mu) "
+        "and headcount from FILE, a UTF-8 CSV with a header; money in 10,000 yuan. The "
+        "business.csv 'zayton simulate' writes imports as is. All or nothing; empty cells "
+        "leave stored values unchanged.",
+    )
+    _database_arg(db_business)
+    db_business.add_argument("file", type=Path)
+    db_plan = db.add_parser(
+        "plan",
+        help="replace the plan targets",
+        description="Replace the working plan (zayton.targets) with the targets of FILE (the "
+        "format of the shipped api/data/plan.toml), all or nothing. 'db migrate' loads the "
+        "shipped plan into a new database.",
+    )
+    _database_arg(db_plan)
+    db_plan.add_argument("file", type=Path, nargs="?", default=DEFAULT_PLAN)
+    db_registry = db.add_parser(
+        "registry",
+        help="import the park, firms, workshops, lines and meters",
+        description="Create or update the park and firms of FILE (JSON or TOML, the shape of "
+        "the park.json 'zayton simulate' writes): workshops and lines, what each meter "
+        "measures and its metering level, gateways with their uplink, projects. All or "
+        "nothing; entities not in FILE are left alone.",
+    )
+    _database_arg(db_registry)
+    db_registry.add_argument("file", type=Path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zayton",
@@ -187,57 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     _database_arg(api)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
-
-    db = commands.add_parser("db", help="database administration").add_subparsers(
-        dest="db_command", required=True, metavar="ACTION"
+    _mqtt_arg(api, default=None)
+    api.add_argument(
+        "--anonymous-read",
+        action="store_true",
+        help="callers without credentials may read everything (a local demo only)",
     )
-    db_migrate = db.add_parser(
-        "migrate",
-        help="create or upgrade the schema (idempotent)",
-        description="Apply pending migrations. A new database gets TimescaleDB storage when the "
-        "extension is available, native partitioning otherwise.",
-    )
-    _database_arg(db_migrate)
-    db_migrate.add_argument("--storage", choices=["plain", "timescale"], help="force a path")
-    db_coefficients = db.add_parser(
-        "coefficients",
-        help="load conversion and emission coefficients",
-        description="Insert or update the coefficients of FILE (the format of the shipped "
-        "api/data/coefficients.toml), all or nothing. 'db migrate' loads the shipped defaults "
-        "into a new database.",
-    )
-    _database_arg(db_coefficients)
-    db_coefficients.add_argument("file", type=Path, nargs="?", default=DEFAULT_COEFFICIENTS)
-    db_business = db.add_parser(
-        "business",
-        help="import monthly business data of firms (CSV)",
-        description="Insert or update each firm's monthly output value, value added (with "
-        "price_basis current or comparable:<year>), tax, land area (land_area_m2 or land_mu) "
-        "and headcount from FILE, a UTF-8 CSV with a header; money in 10,000 yuan. The "
-        "business.csv 'zayton simulate' writes imports as is. All or nothing; empty cells "
-        "leave stored values unchanged.",
-    )
-    _database_arg(db_business)
-    db_business.add_argument("file", type=Path)
-    db_plan = db.add_parser(
-        "plan",
-        help="replace the plan targets",
-        description="Replace the working plan (zayton.targets) with the targets of FILE (the "
-        "format of the shipped api/data/plan.toml), all or nothing. 'db migrate' loads the "
-        "shipped plan into a new database.",
-    )
-    _database_arg(db_plan)
-    db_plan.add_argument("file", type=Path, nargs="?", default=DEFAULT_PLAN)
-    db_registry = db.add_parser(
-        "registry",
-        help="import the park, firms, workshops, lines and meters",
-        description="Create or update the park and firms of FILE (JSON or TOML, the shape of "
-        "the park.json 'zayton simulate' writes): workshops and lines, what each meter "
-        "measures and its metering level, gateways with their uplink, projects. All or "
-        "nothing; entities not in FILE are left alone.",
-    )
-    _database_arg(db_registry)
-    db_registry.add_argument("file", type=Path)
+    _account_parser(commands)
+    _db_parser(commands)
 
     check = commands.add_parser(
         "check-config",
@@ -385,8 +426,34 @@ def _ingest(args: argparse.Namespace) -> int:
     return run_until_signalled(lambda stop: run_ingester(settings, stop))
 
 
+def _account(args: argparse.Namespace) -> int:
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        if args.account_command == "key":
+            sys.stdout.write(create_key(conn, args.username, args.name) + "\n")
+            return 0
+        password = os.environ.get("ZAYTON_PASSWORD") or getpass.getpass(
+            f"password for {args.username}: "
+        )
+        create_account(
+            conn,
+            args.username,
+            args.role,
+            password=password,
+            park=args.park,
+            firm=args.firm,
+            editor=args.editor,
+        )
+    sys.stdout.write(f"account {args.username} ({args.role}) saved\n")
+    return 0
+
+
 def _api(args: argparse.Namespace) -> int:
-    settings = ApiSettings(database_url=args.database_url, dashboard_dir=LIVE)
+    settings = ApiSettings(
+        database_url=args.database_url,
+        dashboard_dir=LIVE,
+        anonymous="district" if args.anonymous_read else None,
+        mqtt_url=args.mqtt_url,
+    )
     sock = bind(args.host, args.port)
     return run_until_signalled(lambda stop: serve_api(settings, sock, stop))
 
@@ -414,6 +481,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gateway": _gateway,
     "ingest": _ingest,
     "api": _api,
+    "account": _account,
     "demo": _demo,
 }
 

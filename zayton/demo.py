@@ -106,7 +106,12 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                 )
                 group.create_task(
                     serve_api(
-                        ApiSettings(database_url=database_url, dashboard_dir=LIVE),
+                        ApiSettings(
+                            database_url=database_url,
+                            dashboard_dir=LIVE,
+                            anonymous="district",
+                            mqtt_url=mqtt_url,
+                        ),
                         api_socket,
                         stop,
                     ),

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import ApiSettings, create_app
+from api.auth import AuthError
 from api.business import BusinessDataError
 from api.coefficients import CoefficientError
 from api.grading import GradingError
@@ -43,6 +44,7 @@ USER_ERRORS = (
     BusinessDataError,
     PlanError,
     GradingError,
+    AuthError,
 )
 
 
