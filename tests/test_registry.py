@@ -151,7 +151,10 @@ def test_traffic_and_registry_meet_on_the_same_devices(migrated_database: str) -
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('measures = "chiller"', 'measures = "boiler"'), "device 'chiller-meter': measures 'boiler': not site"),
+        (
+            ('measures = "chiller"', 'measures = "boiler"'),
+            "device 'chiller-meter': measures 'boiler': not site",
+        ),
         (('measures = "workshop:fill"', 'measures = "workshop:pack"'), "no line is in that"),
         (('line = "fill-1"', 'line = "fill-9"'), "no such line"),
         (('gateway = "gw-acme-2"', 'gateway = "gw-x"'), "no gateway 'gw-x'"),
