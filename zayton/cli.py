@@ -19,6 +19,8 @@ from api.auth import create_account, create_key
 from api.business import import_file as import_business
 from api.coefficients import DEFAULTS as DEFAULT_COEFFICIENTS
 from api.coefficients import load_into, seed_defaults
+from api.monitoring.config import load_settings as load_monitoring_settings
+from api.monitoring.service import Monitor
 from api.plan import DEFAULTS as DEFAULT_PLAN
 from api.plan import load_into as load_plan_into
 from api.plan import seed_defaults as seed_plan
@@ -110,6 +112,25 @@ def _gateway_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help="the value the device shows now (on its display, say): plausible means within 2%%",
     )
     probe.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1)")
+
+
+def _monitoring_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    monitoring = commands.add_parser(
+        "monitoring", help="upload to the provincial online-monitoring platform"
+    ).add_subparsers(dest="monitoring_command", required=True, metavar="ACTION")
+    run = monitoring.add_parser(
+        "run",
+        help="build indicator sets and upload them until stopped",
+        description="Build the 15-minute, daily and monthly indicator sets of every key "
+        "energy-using unit (zayton.monitoring_units), keep them in the local outbox and upload "
+        "them to the endpoints of --config, retrying until each acknowledges "
+        "(docs/monitoring.md).",
+    )
+    _database_arg(run)
+    run.add_argument("--config", type=Path, required=True, help="endpoints and schedule (TOML)")
+    run.add_argument("--once", action="store_true", help="one pass, then exit (1 if a unit failed)")
+    check = monitoring.add_parser("check-config", help="validate a monitoring config file")
+    check.add_argument("file", type=Path)
 
 
 def _account_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -278,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="callers without credentials may read everything (a local demo only)",
     )
     _account_parser(commands)
+    _monitoring_parser(commands)
     _db_parser(commands)
 
     check = commands.add_parser(
@@ -447,6 +469,19 @@ def _account(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitoring(args: argparse.Namespace) -> int:
+    if args.monitoring_command == "check-config":
+        settings = load_monitoring_settings(args.file)
+        sys.stdout.write(f"{args.file}: ok, {len(settings.endpoints)} endpoint(s)\n")
+        return 0
+    monitor = Monitor(args.database_url, load_monitoring_settings(args.config))
+    if args.once:
+        summary = monitor.run_once()
+        sys.stdout.write(f"{summary.built} set(s) built, {summary.purged} purged\n")
+        return 1 if summary.failed_units else 0
+    return run_until_signalled(monitor.serve)
+
+
 def _api(args: argparse.Namespace) -> int:
     settings = ApiSettings(
         database_url=args.database_url,
@@ -482,6 +517,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": _ingest,
     "api": _api,
     "account": _account,
+    "monitoring": _monitoring,
     "demo": _demo,
 }
 

@@ -20,6 +20,7 @@ from api.auth import AuthError
 from api.business import BusinessDataError
 from api.coefficients import CoefficientError
 from api.grading import GradingError
+from api.monitoring.errors import MonitoringError
 from api.plan import PlanError
 from api.registry import RegistryError
 from ingest.store import StoreError
@@ -45,6 +46,7 @@ USER_ERRORS = (
     PlanError,
     GradingError,
     AuthError,
+    MonitoringError,
 )
 
 
