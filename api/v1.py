@@ -15,12 +15,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import psycopg
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.security import OAuth2PasswordRequestForm
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
-from api import auth, business, grading, plan
+from api import auth, business, grading, plan, reports
 from api.auth import Principal
 from api.coefficients import Basis, load_database_async
 from api.energy import (
@@ -830,6 +830,52 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
         if len(data) > 8 * 1024 * 1024:
             raise HTTPException(413, "a CSV upload is at most 8 MiB")
         return await _import(request, who, lambda: business.parse_csv(business.decode_csv(data)))
+
+    @r.get(
+        "/reports/monthly",
+        tags=["reports"],
+        responses={
+            200: {
+                "content": {
+                    "text/csv": {},
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+                }
+            }
+        },
+    )
+    async def monthly(
+        request: Request,
+        who: Caller,
+        entity: Annotated[
+            str, Query(max_length=200, description="district, park:<code> or firm:<code>")
+        ],
+        month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+        basis: Basis = Basis.EQUIVALENT,
+        format: Literal["json", "csv", "xlsx"] = "json",
+    ) -> Response:
+        """The monthly energy report a bureau files (能源消费月报): carriers with last year's
+        month and the year to date, intensities, coefficients and notes; JSON, CSV or XLSX."""
+        target = _entity(entity)
+        year, number = (int(part) for part in month.split("-"))
+        async with _connection(request) as conn:
+            table = await load_database_async(conn)
+            report = await reports.monthly_report(
+                conn, target, year, number, table, basis=basis, firm_ids=who.firm_ids
+            )
+        name = f"zayton-{str(target).replace(':', '-').replace('/', '-')}-{month}"
+        if format == "csv":
+            return Response(
+                reports.to_csv(report),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+            )
+        if format == "xlsx":
+            return Response(
+                reports.to_xlsx(report),
+                media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
+            )
+        return Response(report.model_dump_json(), media_type="application/json")
 
     return r
 

@@ -5,12 +5,14 @@ Access control has its own tests (test_api_access.py)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import httpx
+import openpyxl
 import psycopg
 import pytest
 
@@ -204,3 +206,24 @@ def test_monitoring_config_is_checked_by_the_command_line(
     path.write_text('[[endpoints]]\nname = "a"\nurl = "ftp://a.example"\n')
     assert main(["monitoring", "check-config", str(path)]) == 1
     assert "zayton:" in capsys.readouterr().err
+
+
+def test_the_monthly_report_in_three_formats(api: httpx.Client) -> None:
+    params = {"entity": "firm:tiny-shoes", "month": "2026-11"}
+    report = api.get("/v1/reports/monthly", params=params).json()
+    energy = api.get("/v1/energy", params={"entity": "firm:tiny-shoes", **NOVEMBER}).json()
+    assert report["total"]["tce"] == pytest.approx(energy["total_tce"], rel=1e-9)
+    csv_file = api.get("/v1/reports/monthly", params={**params, "format": "csv"})
+    assert csv_file.headers["content-type"].startswith("text/csv")
+    assert csv_file.content.startswith(b"\xef\xbb\xbf")  # a BOM: Excel opens it as UTF-8
+    assert "tiny-shoes" in csv_file.content.decode("utf-8-sig")
+    xlsx = api.get("/v1/reports/monthly", params={**params, "format": "xlsx"})
+    workbook = openpyxl.load_workbook(io.BytesIO(xlsx.content), read_only=True)
+    sheet = workbook.worksheets[0]
+    cells = [c for row in sheet.iter_rows(values_only=True) for c in row if c]
+    workbook.close()
+    assert "tiny-shoes" in cells
+    assert 'filename="zayton-firm-tiny-shoes-2026-11.xlsx"' in xlsx.headers["content-disposition"]
+    assert api.get("/v1/reports/monthly", params={**params, "month": "2026-13"}).status_code == 422
+    line = {"entity": "line:tiny-shoes/eva-1", "month": "2026-11"}
+    assert api.get("/v1/reports/monthly", params=line).status_code == 422
