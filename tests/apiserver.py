@@ -40,7 +40,7 @@ def running_api(settings: ApiSettings) -> Iterator[str]:
             break
         except httpx.TransportError:
             if failed:
-                raise failed[0]
+                raise failed[0] from None
             threading.Event().wait(0.05)
     try:
         yield url
