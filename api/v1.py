@@ -74,6 +74,8 @@ async def _connection(request: Request) -> AsyncIterator[AsyncConn]:
             yield conn
     except psycopg.errors.QueryCanceled as err:
         raise HTTPException(503, "the query took longer than the statement timeout") from err
+    except psycopg.DataError as err:
+        raise HTTPException(422, f"a parameter the database cannot take: {err}") from err
     except (psycopg.OperationalError, TimeoutError) as err:
         raise HTTPException(503, "the database is unavailable") from err
     except NotFound as err:
@@ -130,11 +132,17 @@ def _period(start: datetime, end: datetime) -> Period:
         raise HTTPException(422, str(err)) from err
 
 
-def _entity(text: str) -> Entity:
+def _entity(text: str, who: Principal | None = None) -> Entity:
+    """``text`` as an entity; a firm account may not ask for a park or the district, nor a park
+    account for the district: their totals would be a part labelled as the whole."""
     try:
-        return Entity.parse(text)
+        entity = Entity.parse(text)
     except EnergyError as err:
         raise HTTPException(422, str(err)) from err
+    wider = {"firm": ("park", "district"), "park": ("district",)}
+    if who is not None and entity.kind in wider.get(who.role, ()):
+        raise HTTPException(403, f"a {who.role} account may not ask for {entity.kind} totals")
+    return entity
 
 
 Item = TypeVar("Item")
@@ -148,7 +156,7 @@ class Page(BaseModel, Generic[Item]):
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 Start = Annotated[datetime, Query(description="inclusive, ISO 8601 with offset")]
 End = Annotated[datetime, Query(description="exclusive, ISO 8601 with offset")]
 EntityParam = Annotated[
@@ -581,7 +589,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
     ) -> EnergyUse:
         """Energy by carrier and in tce (综合能源消费量), CO₂ and clean share; the coefficients
         used with their sources, and the basis of electricity."""
-        period, target = _period(start, end), _entity(entity)
+        period, target = _period(start, end), _entity(entity, who)
         async with _connection(request) as conn:
             table = await load_database_async(conn)
             return await account(conn, target, period, table, basis=basis, firm_ids=who.firm_ids)
@@ -598,7 +606,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
     ) -> Kpis:
         """Intensities per 万元 of output and value added, energy per unit of product, decline
         against ``base_year``, peak demand and completeness."""
-        period, target = _period(start, end), _entity(entity)
+        period, target = _period(start, end), _entity(entity, who)
         async with _connection(request) as conn:
             table = await load_database_async(conn)
             return await kpis(
@@ -644,7 +652,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
         basis: Basis = Basis.EQUIVALENT,
     ) -> DualControl:
         """能耗双控: year to date against the budget, with the year-end forecast and warnings."""
-        target = _entity(entity)
+        target = _entity(entity, who)
         if target.kind not in ("district", "park", "firm"):
             raise HTTPException(422, "budgets are kept for the district, parks and firms")
         day = as_of or min(datetime.now(ZONE).date(), date(year + 1, 1, 1))
@@ -693,6 +701,8 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
         """The plan's targets for ``year`` with the actual Zayton measures for the caller's
         firms and a red/amber/green status against the expected-by-now path."""
         day = as_of or min(datetime.now(ZONE).date(), date(year, 12, 31))
+        if day.year != year:
+            raise HTTPException(422, f"as_of {day} is not in {year}")
         async with _connection(request) as conn:
             actuals = await plan_actuals(conn, year, _ids(who))
         working = await asyncio.to_thread(_plan, request.app.state.database_url)
@@ -757,6 +767,12 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
                 )
                 figures.append(await _figures(conn, firm.id, firm.code, period, use.total_tce))
         config = await asyncio.to_thread(grading.load_config)
+        try:
+            graded = grading.grade(figures, config)
+        except grading.GradingError as err:
+            raise HTTPException(
+                422, f"the firms cannot be graded against each other: {err}"
+            ) from err
         return [
             GradeOut(
                 firm=g.code,
@@ -767,7 +783,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
                 rank=g.rank,
                 reasons=list(g.reasons),
             )
-            for g in grading.grade(figures, config)
+            for g in graded
         ]
 
     @r.get("/alarms", tags=["alarms"])
@@ -855,7 +871,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
     ) -> Response:
         """The monthly energy report a bureau files (能源消费月报): carriers with last year's
         month and the year to date, intensities, coefficients and notes; JSON, CSV or XLSX."""
-        target = _entity(entity)
+        target = _entity(entity, who)
         year, number = (int(part) for part in month.split("-"))
         async with _connection(request) as conn:
             table = await load_database_async(conn)
@@ -986,7 +1002,9 @@ async def _import(
         for code in sorted({r.firm for r in records}):
             cursor = await conn.execute("SELECT id FROM zayton.firms WHERE code = %s", (code,))
             row = await cursor.fetchone()
-            if row is not None and not who.sees(int(row[0])):
+            # Outside the caller's firms, a firm that exists and one that does not look alike.
+            hidden = row is None if who.firm_ids is not None else False
+            if hidden or (row is not None and not who.sees(int(row[0]))):
                 raise HTTPException(403, f"this account may not write for firm {code!r}")
 
     def write() -> int:
