@@ -10,6 +10,7 @@ is simply not there (404) whatever the route.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -25,7 +26,13 @@ Role = Literal["district", "park", "firm"]
 TOKEN_LIFETIME = timedelta(hours=1)
 KEY_PREFIX = "zk_"
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown usernames against; made on first sign-in, not at import (a hash
+    costs ~0.1 s, and every ``zayton`` command imports this module)."""
+    return _HASHER.hash("not a password of anyone")
 
 
 class AuthError(ValueError):
@@ -59,7 +66,7 @@ def hash_password(password: str) -> str:
 def password_matches(stored: str | None, password: str) -> bool:
     """Constant work whether or not the account exists, so timing tells nothing."""
     try:
-        return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _HASHER.verify(stored or _dummy_hash(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

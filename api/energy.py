@@ -343,8 +343,8 @@ class _Sum:
     )
     meters: set[str] = field(default_factory=set)
 
-    def add(self, flow: Flow, meter: Meter, sign: float = 1.0) -> None:
-        self.quantities[flow.carrier, flow.unit, flow.segment] += sign * flow.quantity
+    def add(self, flow: Flow, meter: Meter) -> None:
+        self.quantities[flow.carrier, flow.unit, flow.segment] += flow.quantity
         self.meters.add(meter.name)
 
     def merge(self, other: _Sum) -> None:
@@ -633,10 +633,13 @@ async def account(
     basis: Basis = Basis.EQUIVALENT,
     firm_ids: Sequence[int] | None = None,
     water_in_total: bool = False,
+    hierarchy: Hierarchy | None = None,
 ) -> EnergyUse:
     """What ``entity`` consumed in ``period``; ``firm_ids`` limits what can be seen (None: all),
-    so an entity outside it is not found."""
-    hierarchy = await load_hierarchy(conn, firm_ids)
+    so an entity outside it is not found. ``hierarchy``: the one loaded with those ``firm_ids``,
+    when the caller has it already (several periods of one entity, every firm of a park)."""
+    if hierarchy is None:
+        hierarchy = await load_hierarchy(conn, firm_ids)
     firms = firms_of(hierarchy, entity)
     covered = {f.id for f in firms}
     devices = [m.device_id for m in hierarchy.meters.values() if m.firm_id in covered]

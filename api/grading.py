@@ -27,10 +27,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
 
+from api.registry import SQ_M_PER_MU
+
 DEFAULTS = Path(__file__).parent / "data" / "grading.toml"
 
-MU_M2 = 10000 / 15
-"""One mu (亩) is 10,000/15 m² (about 666.67 m²)."""
+MU_M2 = SQ_M_PER_MU
+"""One mu (亩) is 10,000/15 m² (about 666.67 m²): the registry's figure."""
 
 _TIE_DIGITS = 9
 """Totals equal to this many decimal places are ties: they share a rank and a grade."""

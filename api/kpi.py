@@ -146,8 +146,10 @@ async def kpis(
     base_year: int | None = None,
     scope: Scope = Scope(),
 ) -> Kpis:
-    energy = await account(conn, entity, period, table, basis=basis, firm_ids=scope.firm_ids)
     hierarchy = await load_hierarchy(conn, scope.firm_ids)
+    energy = await account(
+        conn, entity, period, table, basis=basis, firm_ids=scope.firm_ids, hierarchy=hierarchy
+    )
     firms = firms_of(hierarchy, entity)
     firm_ids = [f.id for f in firms]
     notes: list[str] = []
@@ -166,7 +168,13 @@ async def kpis(
     base_intensity = decline = None
     if base_year is not None and per_va is not None:
         base = await account(
-            conn, entity, Period.year(base_year), table, basis=basis, firm_ids=scope.firm_ids
+            conn,
+            entity,
+            Period.year(base_year),
+            table,
+            basis=basis,
+            firm_ids=scope.firm_ids,
+            hierarchy=hierarchy,
         )
         base_money = await business(conn, firm_ids, Period.year(base_year))
         base_intensity = _ratio(base.total_tce, base_money.value_added)
@@ -340,26 +348,21 @@ async def dual_control(
     first = date(year, 1, 1)
     if not first < as_of <= date(year + 1, 1, 1):
         raise EnergyError(f"as_of {as_of} is not inside {year}")
-    ytd = await account(
-        conn, entity, Period.days(first, as_of), table, basis=basis, firm_ids=scope.firm_ids
-    )
-    last_year_day = _same_day(as_of, year - 1)
-    last_ytd = await account(
-        conn,
-        entity,
-        Period.days(date(year - 1, 1, 1), last_year_day),
-        table,
-        basis=basis,
-        firm_ids=scope.firm_ids,
-    )
-    last_total = await account(
-        conn, entity, Period.year(year - 1), table, basis=basis, firm_ids=scope.firm_ids
-    )
-    elapsed = (as_of - first).days
-    days = (date(year + 1, 1, 1) - first).days
-    total, method = forecast(ytd.total_tce, elapsed, days, last_ytd.total_tce, last_total.total_tce)
     hierarchy = await load_hierarchy(conn, scope.firm_ids)
     firm_ids = [f.id for f in firms_of(hierarchy, entity)]
+
+    async def use(period: Period) -> float:
+        found = await account(
+            conn, entity, period, table, basis=basis, firm_ids=scope.firm_ids, hierarchy=hierarchy
+        )
+        return found.total_tce
+
+    ytd = await use(Period.days(first, as_of))
+    last_ytd = await use(Period.days(date(year - 1, 1, 1), _same_day(as_of, year - 1)))
+    last_total = await use(Period.year(year - 1))
+    elapsed = (as_of - first).days
+    days = (date(year + 1, 1, 1) - first).days
+    total, method = forecast(ytd, elapsed, days, last_ytd, last_total)
     value_added = None
     if as_of.day == 1:
         value_added = (await business(conn, firm_ids, Period.days(first, as_of))).value_added
@@ -387,7 +390,7 @@ async def dual_control(
         basis=basis,
         budget_tce=budget_tce,
         budget_tce_per_10k=budget_intensity,
-        ytd_tce=ytd.total_tce,
+        ytd_tce=ytd,
         ytd_value_added=value_added,
         forecast_tce=total,
         forecast_tce_per_10k=per_10k,

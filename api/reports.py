@@ -257,11 +257,12 @@ async def monthly_report(
     scope = Scope(firm_ids)
     period = Period.month(year, month)
     main = await kpis(conn, entity, period, table, basis=basis, scope=scope)
-    firms = firms_of(await load_hierarchy(conn, firm_ids), entity)
+    hierarchy = await load_hierarchy(conn, firm_ids)
+    firms = firms_of(hierarchy, entity)
     names = await _names(conn, [f.id for f in firms], firm_ids)
     last_month = Period.month(year - 1, month)
     earlier = [
-        await account(conn, entity, p, table, basis=basis, firm_ids=firm_ids)
+        await account(conn, entity, p, table, basis=basis, firm_ids=firm_ids, hierarchy=hierarchy)
         for p in (
             last_month,
             Period(Period.year(year).start, period.end),

@@ -764,6 +764,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
                     table,
                     basis=basis,
                     firm_ids=who.firm_ids,
+                    hierarchy=hierarchy,
                 )
                 figures.append(await _figures(conn, firm.id, firm.code, period, use.total_tce))
         config = await asyncio.to_thread(grading.load_config)
