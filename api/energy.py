@@ -261,24 +261,23 @@ async def load_flows(
     splits: Sequence[date] = (),
 ) -> list[Flow]:
     """Counted consumption of the devices' counter points, per carrier and segment
-    (segment ``i`` runs from ``splits[i-1]`` to ``splits[i]``)."""
-    rollup = ROLLUPS[period.resolution]
+    (segment ``i`` runs from ``splits[i-1]`` to ``splits[i]``), each segment read from the
+    coarsest rollups that fit it (``zayton.rollup_between``)."""
+    bounds = [period.start, *(_local_midnight(d) for d in splits), period.end]
     cursor = await conn.execute(
-        f"""SELECT p.device_id, p.carrier, coalesce(p.unit, ''),
-                   width_bucket(r.bucket, %(splits)s::timestamptz[]), sum(r.consumption)
-            FROM {rollup} r
+        """WITH counters AS (
+                SELECT ARRAY(SELECT id FROM zayton.points
+                             WHERE kind = 'counter' AND carrier IS NOT NULL
+                               AND device_id = ANY (%(devices)s)) AS ids)
+            SELECT p.device_id, p.carrier, coalesce(p.unit, ''), s.n - 1, sum(r.consumption)
+            FROM counters c
+            CROSS JOIN unnest(%(lows)s::timestamptz[], %(highs)s::timestamptz[])
+                WITH ORDINALITY AS s (lo, hi, n)
+            CROSS JOIN LATERAL zayton.rollup_between(s.lo, s.hi, c.ids) r
             JOIN zayton.points p ON p.id = r.point_id
-            WHERE r.bucket >= %(start)s AND r.bucket < %(end)s
-              AND p.kind = 'counter' AND p.carrier IS NOT NULL
-              AND p.device_id = ANY (%(devices)s)
-              AND r.consumption IS NOT NULL
-            GROUP BY 1, 2, 3, 4""".encode(),
-        {
-            "splits": [_local_midnight(d) for d in splits],
-            "start": period.start,
-            "end": period.end,
-            "devices": list(device_ids),
-        },
+            WHERE r.consumption IS NOT NULL
+            GROUP BY 1, 2, 3, 4""",
+        {"devices": list(device_ids), "lows": bounds[:-1], "highs": bounds[1:]},
     )
     return [
         Flow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]))

@@ -247,10 +247,9 @@ async def completeness_of(
     """Received ÷ expected readings over the named devices of the firms."""
     cursor = await conn.execute(
         """SELECT sum(c.received), sum(c.expected)
-           FROM zayton.completeness(%s, %s) c
-           JOIN zayton.points p ON p.id = c.point_id
-           JOIN zayton.devices d ON d.id = p.device_id
-           WHERE d.firm_id = ANY (%s) AND d.name = ANY (%s)""",
+           FROM zayton.completeness(%s, %s, ARRAY(
+               SELECT p.id FROM zayton.points p JOIN zayton.devices d ON d.id = p.device_id
+               WHERE d.firm_id = ANY (%s) AND d.name = ANY (%s))) c""",
         (period.start, period.end, list(firm_ids), list(meters)),
     )
     row = await cursor.fetchone()
@@ -274,10 +273,11 @@ async def meter_completeness(
     """Per device: readings received ÷ expected, over all its points."""
     cursor = await conn.execute(
         """SELECT d.site, d.name, sum(c.expected), sum(c.received), sum(c.valid)
-           FROM zayton.completeness(%s, %s) c
+           FROM zayton.completeness(%s, %s, CASE WHEN %s::int[] IS NOT NULL THEN ARRAY(
+               SELECT p.id FROM zayton.points p JOIN zayton.devices d ON d.id = p.device_id
+               WHERE d.firm_id = ANY (%s::int[])) END) c
            JOIN zayton.points p ON p.id = c.point_id
            JOIN zayton.devices d ON d.id = p.device_id
-           WHERE %s::int[] IS NULL OR d.firm_id = ANY (%s::int[])
            GROUP BY d.site, d.name ORDER BY d.site, d.name""",
         (period.start, period.end, firm_ids, firm_ids),
     )

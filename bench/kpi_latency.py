@@ -6,7 +6,8 @@
 The data: the default park (scenario ``licheng``: 25 firms, 333 devices, 3,131 points) polled
 every 15 minutes from 1 January of YEAR on, for ``--days`` days, in a database of its own
 (``zayton_bench_kpi_<days>d`` on the local server unless ``--database-url`` names one). It is
-built once and reused while it holds that build; ``--rebuild`` builds it again.
+built once and reused while it holds that build (migrated to the current schema first);
+``--rebuild`` builds it again.
 
 1. Migrated (plain path), coefficients seeded, the park's registry imported, every device's poll
    interval set to 15 minutes (what gateways report in their status).
@@ -636,8 +637,16 @@ def questions(scope: Subject, days: int) -> list[Question]:
     park, firm = Entity("park", scope.park), Entity("firm", scope.firm_code)
     table, firms, one = scope.table, scope.firm_ids, [scope.firm_id]
     found: list[Question] = []
+    # Thirty days to a quarter past ten: hours and quarter-hours at the ends, days between.
+    until = datetime(middle.year, middle.month, middle.day, 10, 15, tzinfo=ZONE)
+    rolling = Period(until - timedelta(days=30), until)
     for who, entity, ids in (("park", park, firms), ("firm", firm, one)):
-        for name, period in (("year", year), (f"month {middle:%m}", month), (f"day {middle}", day)):
+        for name, period in (
+            ("year", year),
+            (f"month {middle:%m}", month),
+            (f"day {middle}", day),
+            ("30 days to 10:15", rolling),
+        ):
 
             async def rollup(conn: Conn, e: Entity = entity, p: Period = period) -> Figures:
                 return energy_figures(await account(conn, e, p, table))
@@ -654,18 +663,25 @@ def questions(scope: Subject, days: int) -> list[Question]:
         return await raw_kpis(conn, year, scope.firm_id, table)
 
     found.append(Question("firm KPIs, year", firm_kpis, firm_kpis_raw))
-    for who, ids in (("park", firms), ("firm", one)):
+    for who, ids, name, period in (
+        ("park", firms, f"month {middle:%m}", month),
+        ("firm", one, f"month {middle:%m}", month),
+        ("park", firms, "year", year),
+        ("firm", one, "year", year),
+    ):
 
-        async def meters(conn: Conn, i: list[int] = ids, whole: bool = who == "park") -> Figures:
-            listed = await meter_completeness(conn, month, None if whole else i)
+        async def meters(
+            conn: Conn, i: list[int] = ids, whole: bool = who == "park", p: Period = period
+        ) -> Figures:
+            listed = await meter_completeness(conn, p, None if whole else i)
             return completeness_figures(
                 {f"{m.firm}/{m.device}": (m.expected, m.received) for m in listed}
             )
 
-        async def meters_raw(conn: Conn, i: list[int] = ids) -> Figures:
-            return completeness_figures(await raw_completeness(conn, month, i))
+        async def meters_raw(conn: Conn, i: list[int] = ids, p: Period = period) -> Figures:
+            return completeness_figures(await raw_completeness(conn, p, i))
 
-        found.append(Question(f"{who} meter completeness, month {middle:%m}", meters, meters_raw))
+        found.append(Question(f"{who} meter completeness, {name}", meters, meters_raw))
     for who, ids in (("park", firms), ("firm", one)):
 
         async def peak(conn: Conn, i: list[int] = ids) -> Figures:
@@ -767,6 +783,7 @@ async def main_async(args: argparse.Namespace, dsn: str) -> None:
             _comment(admin, str(name), built)
         print(f"built in {built.stages['total']:,.0f} s:")
     else:
+        migrate(dsn, storage=Storage.PLAIN)  # schema changes since the build; the data stay
         print(f"reusing the build of {built.built_at}, made in {built.stages['total']:,.0f} s:")
     for stage, seconds in built.stages.items():
         if stage != "total":

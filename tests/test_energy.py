@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 import psycopg
 import pytest
 
-from api.coefficients import Basis
+from api.coefficients import Basis, Coefficient, Kind, Table
 from api.energy import (
     BalanceLine,
     EnergyError,
@@ -236,6 +236,44 @@ def test_a_period_is_split_where_a_coefficient_changes(park_db: Park2Days) -> No
     period = Period.days(date(2022, 7, 1), date(2023, 7, 1))
     assert segments(period, table) == [date(2023, 1, 1)]
     assert segments(Period.year(2024), table) == []
+
+
+@pytest.mark.parametrize(
+    "period",
+    [Period.month(2026, 11), PERIODS["an odd range (15-minute rollups)"]],
+    ids=["a month (monthly rollups)", "an odd range (hours and quarter-hours)"],
+)
+def test_a_coefficient_that_changes_mid_month_applies_from_its_day(
+    park_db: Park2Days, period: Period
+) -> None:
+    """tiny-shoes' measured heating value from 3 November: a period read from rollups coarser
+    than a day is still cut at that day's start, each part converted with its own value."""
+    measured_kgce = 1.3000
+    measured = Coefficient(
+        Kind.CONVERSION,
+        "natural_gas",
+        measured_kgce,
+        "kgce/m3",
+        date(2026, 11, 3),
+        "measured heating value (test)",
+        firm="tiny-shoes",
+    )
+    table = Table([*coefficient_table(park_db.dsn).coefficients, measured])
+
+    async def run() -> EnergyUse:
+        async with await psycopg.AsyncConnection.connect(park_db.dsn) as conn:
+            return await account(conn, Entity.parse("firm:tiny-shoes"), period, table)
+
+    use = asyncio.run(run())
+    cut = datetime(2026, 11, 3, tzinfo=CST)
+    before = true_sum(park_db, Period(period.start, cut), "tiny-shoes", "gas-main", "gas_volume_m3")
+    after = true_sum(park_db, Period(cut, period.end), "tiny-shoes", "gas-main", "gas_volume_m3")
+    assert before > 10
+    assert after > 10
+    gas = next(c for c in use.carriers if c.carrier == "natural_gas")
+    assert gas.quantity == pytest.approx(before + after, abs=0.02)
+    assert gas.tce == pytest.approx((before * GAS_KGCE + after * measured_kgce) / 1000, abs=5e-5)
+    assert measured.source in {c.source for c in use.coefficients}
 
 
 @pytest.mark.parametrize(

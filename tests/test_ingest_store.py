@@ -4,10 +4,13 @@ consumption from counter deltas, batch-level deduplication, counter events, regi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import random
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -91,14 +94,7 @@ def rollup(dsn: str, table: str, point: str) -> dict[datetime, tuple[Any, ...]]:
 
 def test_rollups_are_exact_and_take_in_late_data_and_ignore_replays(migrated_database: str) -> None:
     dsn = migrated_database
-    # One local day at 5-minute steps: energy counts 1 kWh per step (none counted with the first
-    # reading), power is k mod 7 kW. Then the first reading of the next local day.
-    stamps = [LOCAL_MIDNIGHT + k * STEP for k in range(DAY_STEPS + 1)]
-    readings = []
-    for k, at in enumerate(stamps):
-        readings.append(energy(at, 1000.0 + k, None if k == 0 else 1.0))
-        readings.append(power(at, float(k % 7)))
-    batches = [batch(1 + i // 60, readings[i : i + 60]) for i in range(0, len(readings), 60)]
+    batches = one_local_day()
     asyncio.run(write_all(dsn, batches))
 
     day = rollup(dsn, "rollup_day", "energy_import_kwh")
@@ -280,6 +276,153 @@ def test_a_write_does_not_wait_for_a_refresh_and_the_next_refresh_takes_it_in(
     assert rollup(dsn, "rollup_day", "active_power_kw")[LOCAL_MIDNIGHT][:3] == (2, 2, 10.0)
 
 
+LOCAL = ZoneInfo("Asia/Shanghai")
+QUARTER = timedelta(minutes=15)
+SPAN_PERIODS = [
+    (LOCAL_MIDNIGHT - timedelta(days=1), LOCAL_MIDNIGHT + timedelta(days=2)),  # days
+    (datetime(2026, 11, 1, tzinfo=LOCAL), datetime(2026, 12, 1, tzinfo=LOCAL)),  # a month
+    # hours and quarter-hours at both ends, ends not on 15-minute boundaries
+    (LOCAL_MIDNIGHT + timedelta(hours=1, minutes=5), LOCAL_MIDNIGHT + timedelta(days=1, minutes=7)),
+    (LOCAL_MIDNIGHT - timedelta(hours=3), LOCAL_MIDNIGHT + timedelta(hours=25)),  # hours, a day
+    (datetime(2026, 10, 31, 22, tzinfo=LOCAL), datetime(2026, 12, 1, 0, 15, tzinfo=LOCAL)),
+    (LOCAL_MIDNIGHT + timedelta(minutes=50), LOCAL_MIDNIGHT + timedelta(minutes=55)),  # none
+]
+"""Periods over the data of :func:`one_local_day`, read from every mix of rollups."""
+
+
+def one_local_day() -> list[Accepted]:
+    """One local day at 5-minute steps and the next day's first reading: energy counts 1 kWh a
+    step (none counted with the first reading), power is k mod 7 kW."""
+    readings = []
+    for k in range(DAY_STEPS + 1):
+        at = LOCAL_MIDNIGHT + k * STEP
+        readings.append(energy(at, 1000.0 + k, None if k == 0 else 1.0))
+        readings.append(power(at, float(k % 7)))
+    return [batch(1 + i // 60, readings[i : i + 60]) for i in range(0, len(readings), 60)]
+
+
+def between_and_quarters(
+    dsn: str, start: datetime, end: datetime, point_ids: Sequence[int] | None = None
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Per point, the sums of ``zayton.rollup_between`` over the period, and the same sums of
+    the 15-minute buckets that start in it."""
+    sums = """SELECT point_id, sum(readings), sum(samples), sum(value_sum), min(value_min),
+                     max(value_max), sum(consumption)"""
+    between = fetch(
+        dsn,
+        f"{sums} FROM zayton.rollup_between(%s, %s, %s) GROUP BY 1 ORDER BY 1",
+        start,
+        end,
+        None if point_ids is None else list(point_ids),
+    )
+    first, stop = (ceil_quarter(t) for t in (start, end))
+    quarters = fetch(
+        dsn,
+        f"""{sums} FROM zayton.rollup_15m WHERE bucket >= %s AND bucket < %s
+              AND (%s::int[] IS NULL OR point_id = ANY (%s::int[])) GROUP BY 1 ORDER BY 1""",
+        first,
+        stop,
+        None if point_ids is None else list(point_ids),
+        None if point_ids is None else list(point_ids),
+    )
+    return between, quarters
+
+
+def ceil_quarter(t: datetime) -> datetime:
+    late = (t - LOCAL_MIDNIGHT) % QUARTER
+    return t if not late else t + QUARTER - late
+
+
+def _local_floor(t: datetime, level: str) -> datetime:
+    local = t.astimezone(LOCAL)
+    if level == "15m":
+        return local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
+    local = local.replace(minute=0, second=0, microsecond=0)
+    if level in ("day", "month"):
+        local = local.replace(hour=0)
+    return local.replace(day=1) if level == "month" else local
+
+
+def _next(t: datetime, level: str) -> datetime:
+    local = t.astimezone(LOCAL)
+    if level == "month":
+        return local.replace(year=local.year + local.month // 12, month=local.month % 12 + 1)
+    step = {"15m": QUARTER, "hour": timedelta(hours=1), "day": timedelta(days=1)}[level]
+    return local + step
+
+
+LEVELS = ("15m", "hour", "day", "month")
+
+
+def test_rollup_spans_cover_each_quarter_hour_once_from_the_coarsest_rollups(
+    migrated_database: str,
+) -> None:
+    rng = random.Random(2026)  # noqa: S311 - reproducible periods, not secrets
+    periods = list(SPAN_PERIODS)
+    for _ in range(300):
+        start = datetime(2025, 12, 1, tzinfo=LOCAL) + timedelta(minutes=rng.randrange(0, 86400))
+        scale = rng.choice([30, 180, 1440, 5 * 1440, 40 * 1440, 400 * 1440])
+        periods.append((start, start + timedelta(minutes=rng.randrange(1, scale))))
+    rows = fetch(
+        migrated_database,
+        """SELECT p.n, s.resolution, s.lo, s.hi
+           FROM unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS p (a, b, n)
+           CROSS JOIN LATERAL zayton.rollup_spans(p.a, p.b) s ORDER BY p.n, s.lo""",
+        [a for a, _ in periods],
+        [b for _, b in periods],
+    )
+    spans: dict[int, list[tuple[str, datetime, datetime]]] = {}
+    for n, level, lo, hi in rows:
+        spans.setdefault(n - 1, []).append((level, lo, hi))
+    for i, (a, b) in enumerate(periods):
+        found = spans.get(i, [])
+        first, stop = ceil_quarter(a), ceil_quarter(b)
+        where = f"[{a}, {b}): {found}"
+        # Every 15-minute bucket that starts in the period, once, in spans that meet end to end.
+        assert sum((hi - lo for _, lo, hi in found), timedelta()) == max(stop - first, timedelta())
+        assert [(lo, hi) for _, lo, hi in found] == sorted((lo, hi) for _, lo, hi in found)
+        if found:
+            assert (found[0][1], found[-1][2]) == (first, stop), where
+            assert all(x[2] == y[1] for x, y in itertools.pairwise(found)), where
+        # Each span is whole buckets of its rollup.
+        for level, lo, hi in found:
+            assert lo < hi, where
+            assert (_local_floor(lo, level), _local_floor(hi, level)) == (lo, hi), where
+        # The coarsest: no whole bucket of a coarser rollup in the period, and at most one span
+        # of the coarsest level used, two of each finer one (the ragged ends).
+        used = [LEVELS.index(level) for level, _, _ in found]
+        if used:
+            top = max(used)
+            assert used.count(top) == 1, where
+            assert all(used.count(k) <= 2 for k in range(top)), where
+            for coarser in LEVELS[top + 1 :]:
+                boundary = _local_floor(first, coarser)
+                if boundary < first:
+                    boundary = _next(boundary, coarser)
+                assert _next(boundary, coarser) > stop, where
+
+
+def test_rollup_between_gives_the_quarter_hours_sums_from_coarser_rollups(
+    migrated_database: str,
+) -> None:
+    dsn = migrated_database
+    asyncio.run(write_all(dsn, one_local_day()))
+    points = [row[0] for row in fetch(dsn, "SELECT id FROM zayton.points ORDER BY id")]
+    assert len(points) == 2
+    for start, end in SPAN_PERIODS:
+        between, quarters = between_and_quarters(dsn, start, end)
+        assert between == quarters, (start, end)
+        if start == SPAN_PERIODS[0][0]:
+            # All of it: 287 counted steps in the day and one at the next midnight.
+            assert sorted(row[6] or 0 for row in between) == [0, DAY_STEPS]
+        only, alone = between_and_quarters(dsn, start, end, points[1:])
+        assert only == alone == [row for row in quarters if row[0] == points[1]]
+        assert between_and_quarters(dsn, start, end, [])[0] == []
+    # Months and days are read from their rollups: one month row for the month.
+    month = fetch(dsn, "SELECT count(*) FROM zayton.rollup_between(%s, %s)", *SPAN_PERIODS[1])
+    assert month == [(2,)]
+
+
 def test_completeness_counts_readings_against_the_poll_interval(migrated_database: str) -> None:
     dsn = migrated_database
     hour = LOCAL_MIDNIGHT + timedelta(hours=2)
@@ -320,3 +463,18 @@ def test_completeness_counts_readings_against_the_poll_interval(migrated_databas
         ("m1", 60.0, 45, 40, 45 / 60),
         ("m2", 360.0, 0, 0, 0.0),
     ]
+    counted = """SELECT d.name, c.expected, c.received, c.valid
+                 FROM zayton.completeness(%s, %s, %s) c
+                 JOIN zayton.points p ON p.id = c.point_id
+                 JOIN zayton.devices d ON d.id = p.device_id ORDER BY d.name"""
+    # From a quarter before the hour to a quarter after (15-minute, hourly, 15-minute rollups):
+    # m1 is expected from its first reading on, m2 from the quarter of its first.
+    wider = (hour - 15 * minute, hour + 75 * minute)
+    assert fetch(dsn, counted, *wider, None) == [("m1", 75.0, 45, 40), ("m2", 540.0, 6, 6)]
+    (m2,) = fetch(
+        dsn,
+        "SELECT p.id FROM zayton.points p JOIN zayton.devices d ON d.id = "
+        "p.device_id WHERE d.name = 'm2'",
+    )
+    assert fetch(dsn, counted, *wider, [m2[0]]) == [("m2", 540.0, 6, 6)]
+    assert fetch(dsn, counted, *wider, []) == []

@@ -20,7 +20,17 @@ import pytest
 from ingest.migrate import MigrationError, Storage, discover, latest_version, migrate
 from ingest.rollups import ROLLUPS, keep_partitions, refresh
 from ingest.store import Accepted, Store, WriteResult
-from tests.test_ingest_store import DAY_STEPS, LOCAL_MIDNIGHT, STEP, batch, energy, power
+from tests.test_ingest_store import (
+    DAY_STEPS,
+    LOCAL_MIDNIGHT,
+    SPAN_PERIODS,
+    STEP,
+    batch,
+    between_and_quarters,
+    energy,
+    one_local_day,
+    power,
+)
 
 pytest_plugins = ["tests.timescale_wasm"]
 pytestmark = [pytest.mark.integration, pytest.mark.timescale]
@@ -433,12 +443,7 @@ def test_the_store_gives_the_same_rollups_on_both_paths(
     PostgreSQL: one local day of an energy counter and a power reading, late readings in an
     hour that was rolled up already, and batches sent again."""
     migrate(timescale_dsn, storage=Storage.TIMESCALE)
-    readings = []
-    for k in range(DAY_STEPS + 1):
-        at = LOCAL_MIDNIGHT + k * STEP
-        readings.append(energy(at, 1000.0 + k, None if k == 0 else 1.0))
-        readings.append(power(at, float(k % 7)))
-    batches = [batch(1 + i // 60, readings[i : i + 60]) for i in range(0, len(readings), 60)]
+    batches = one_local_day()
     late = [HOUR3 + k * STEP + timedelta(seconds=150) for k in range(12)]
     late_batch = batch(
         100, [energy(at, 2000.0, 0.5) for at in late] + [power(at, 10.0) for at in late]
@@ -473,3 +478,9 @@ def test_the_store_gives_the_same_rollups_on_both_paths(
         timescale = named_rollup(timescale_dsn, view)
         assert len(timescale) == sizes[view], view
         assert timescale == named_rollup(migrated_database, view), view
+    # Any period read from the coarsest rollups that fit it, on either path, adds up to its
+    # 15-minute buckets (the continuous aggregates, here; the tables, on plain PostgreSQL).
+    for start, end in SPAN_PERIODS:
+        between, quarters = between_and_quarters(timescale_dsn, start, end)
+        assert between == quarters, (start, end)
+        assert between_and_quarters(migrated_database, start, end) == (between, quarters)
