@@ -158,6 +158,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router())
+    app.add_exception_handler(v1.Refused, v1.refused)
     if settings.dashboard_dir is not None:
         app.mount("/", StaticFiles(directory=settings.dashboard_dir, html=True), name="dashboard")
     return app

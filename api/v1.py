@@ -15,8 +15,24 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import psycopg
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    Security,
+    UploadFile,
+)
+from fastapi.responses import JSONResponse
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordRequestForm,
+)
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
@@ -84,11 +100,29 @@ async def _connection(request: Request) -> AsyncIterator[AsyncConn]:
         raise HTTPException(422, str(err)) from err
 
 
-async def caller(request: Request) -> Principal:
+BEARER = HTTPBearer(
+    bearerFormat="JWT",
+    auto_error=False,
+    description="People: a token from POST /v1/auth/token (the OAuth2 password flow), valid "
+    "for one hour. Declared as HTTP bearer: the OpenAPI 3.1 schema takes a password flow's "
+    "token URL only in absolute form, which depends on where the API is served.",
+)
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="Machines: a key made with 'zayton account key'.",
+)
+
+
+async def caller(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    key: Annotated[str | None, Security(API_KEY)],
+) -> Principal:
     """The principal behind a bearer token or an ``X-API-Key``; the anonymous principal when
-    the API runs open; otherwise 401."""
+    the API runs open; otherwise 401. Credentials of another kind (``Basic``) are wrong ones,
+    not none."""
     header = request.headers.get("authorization", "")
-    key = request.headers.get("x-api-key")
     if not header and not key:
         anonymous: Principal | None = request.app.state.anonymous
         if anonymous is not None:
@@ -98,8 +132,8 @@ async def caller(request: Request) -> Principal:
         found = None
         if key:
             found = await auth.by_key(conn, key)
-        elif header.lower().startswith("bearer "):
-            subject = auth.token_subject(await _secret(request, conn), header[7:].strip())
+        elif bearer is not None:
+            subject = auth.token_subject(await _secret(request, conn), bearer.credentials)
             found = None if subject is None else await auth.by_username(conn, subject)
     if found is None:
         raise HTTPException(401, "invalid credentials", headers={"WWW-Authenticate": "Bearer"})
@@ -324,9 +358,75 @@ class ImportResult(BaseModel):
     imported: int
 
 
-class Problems(BaseModel):
+class Problem(BaseModel):
+    """Why a request was refused."""
+
     detail: str
-    problems: list[dict[str, object]]
+
+
+class InvalidField(BaseModel):
+    loc: list[str | int]
+    """Where: ``["query", "start"]``, ``["body", 0, "month"]``."""
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    """Parameters or a body that do not have their declared types."""
+
+    detail: list[InvalidField]
+
+
+class RowProblem(BaseModel):
+    where: str
+    """``row 3, column month`` (CSV) or ``items[0].month`` (JSON)."""
+    row: int
+    column: str | None
+    message: str
+
+
+class Problems(BaseModel):
+    """Business data refused, with every problem found; nothing was imported."""
+
+    detail: str
+    problems: list[RowProblem]
+
+
+class Refused(Exception):
+    """A refusal whose body is more than a ``detail`` (see :func:`refused`)."""
+
+    def __init__(self, status: int, body: BaseModel) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+
+
+async def refused(_: Request, err: Exception) -> Response:
+    """The exception handler for :class:`Refused`: its body as it is."""
+    if not isinstance(err, Refused):
+        raise err
+    return JSONResponse(err.body.model_dump(mode="json"), status_code=err.status)
+
+
+_WHY = {
+    400: "A body that cannot be parsed (not JSON, a broken form or multipart message).",
+    401: "No credentials, or credentials that are wrong, expired, revoked or not signed here.",
+    403: "The account may not do this: write when it may only read, ask for totals wider than "
+    "its park or firm, or write for a firm or park outside them.",
+    404: "No such object among those the account may see.",
+    413: "The upload is too large.",
+    422: "A parameter or body Zayton cannot take: a list of fields that do not have their "
+    "types, or the route's own reason (a period, an entity, a range).",
+    503: "The database is unavailable, or the question took longer than the statement timeout.",
+}
+
+
+def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI descriptions of the refusals a route may answer."""
+    return {
+        code: {"model": Problem | Invalid if code == 422 else Problem, "description": _WHY[code]}
+        for code in codes
+    }
 
 
 QUALITY: dict[int, Literal["good", "uncertain", "bad"]] = {0: "good", 1: "uncertain", 2: "bad"}
@@ -348,9 +448,9 @@ _ACTUALS: dict[str, Callable[[PlanActuals], float]] = {
 
 
 def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered here
-    r = APIRouter(prefix="/v1")
+    r = APIRouter(prefix="/v1", responses=answers(401, 422, 503))
 
-    @r.post("/auth/token", tags=["auth"])
+    @r.post("/auth/token", tags=["auth"], responses=answers(400))
     async def token(
         request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]
     ) -> Token:
@@ -417,7 +517,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
             items=rows[offset : offset + limit], total=len(rows), limit=limit, offset=offset
         )
 
-    @r.get("/firms/{firm}", tags=["registry"])
+    @r.get("/firms/{firm}", tags=["registry"], responses=answers(404))
     async def firm_detail(request: Request, who: Caller, firm: str) -> FirmDetail:
         """A firm with its workshops and lines, gateways and devices (what each measures)."""
         async with _connection(request) as conn:
@@ -469,7 +569,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
             ]
         return FirmDetail(**base.model_dump(), workshops=nodes, gateways=gateways, devices=devices)
 
-    @r.get("/firms/{firm}/devices/{device}/points", tags=["registry"])
+    @r.get("/firms/{firm}/devices/{device}/points", tags=["registry"], responses=answers(404))
     async def points(request: Request, who: Caller, firm: str, device: str) -> list[PointOut]:
         async with _connection(request) as conn:
             device_id = await _visible_device(conn, who, firm, device)
@@ -523,7 +623,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
         ]
         return Page(items=items, total=rows[0][9] if rows else 0, limit=limit, offset=offset)
 
-    @r.get("/readings", tags=["readings"])
+    @r.get("/readings", tags=["readings"], responses=answers(404))
     async def readings(
         request: Request,
         who: Caller,
@@ -578,7 +678,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
             firm=firm, device=device, point=point, unit=unit, resolution=resolution, points=found
         )
 
-    @r.get("/energy", tags=["energy"])
+    @r.get("/energy", tags=["energy"], responses=answers(403, 404))
     async def energy(
         request: Request,
         who: Caller,
@@ -594,7 +694,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
             table = await load_database_async(conn)
             return await account(conn, target, period, table, basis=basis, firm_ids=who.firm_ids)
 
-    @r.get("/kpis", tags=["indicators"])
+    @r.get("/kpis", tags=["indicators"], responses=answers(403, 404))
     async def indicators(
         request: Request,
         who: Caller,
@@ -613,7 +713,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
                 conn, target, period, table, basis=basis, base_year=base_year, scope=_scope(who)
             )
 
-    @r.get("/firms/{firm}/balance", tags=["energy"])
+    @r.get("/firms/{firm}/balance", tags=["energy"], responses=answers(404))
     async def firm_balance(
         request: Request, who: Caller, firm: str, start: Start, end: End
     ) -> list[BalanceLine]:
@@ -642,7 +742,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
             items=rows[offset : offset + limit], total=len(rows), limit=limit, offset=offset
         )
 
-    @r.get("/dual-control", tags=["indicators"])
+    @r.get("/dual-control", tags=["indicators"], responses=answers(403, 404))
     async def dual(
         request: Request,
         who: Caller,
@@ -662,7 +762,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
                 conn, target, year, day, table, basis=basis, scope=_scope(who)
             )
 
-    @r.put("/budgets", tags=["indicators"])
+    @r.put("/budgets", tags=["indicators"], responses=answers(400, 403, 404))
     async def put_budget(request: Request, who: Caller, budget: Budget) -> Budget:
         """Set an entity's 能耗双控 budget for a year (editors, within their scope)."""
         _editor(who)
@@ -741,7 +841,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
             )
         return out
 
-    @r.get("/grading", tags=["indicators"])
+    @r.get("/grading", tags=["indicators"], responses=answers(404))
     async def grades(
         request: Request,
         who: Caller,
@@ -829,7 +929,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
             items=rows[offset : offset + limit], total=len(rows), limit=limit, offset=offset
         )
 
-    @r.post("/business", tags=["business"], responses={422: {"model": Problems}, 403: {}})
+    @r.post("/business", tags=["business"], responses=_business_answers())
     async def post_business(
         request: Request, who: Caller, items: list[dict[str, Any]]
     ) -> ImportResult:
@@ -837,7 +937,7 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
         _editor(who)
         return await _import(request, who, lambda: business.parse_items(items))
 
-    @r.post("/business/csv", tags=["business"], responses={422: {"model": Problems}, 403: {}})
+    @r.post("/business/csv", tags=["business"], responses=_business_answers(413))
     async def post_business_csv(
         request: Request, who: Caller, file: Annotated[UploadFile, File()]
     ) -> ImportResult:
@@ -851,7 +951,8 @@ def router() -> APIRouter:  # noqa: PLR0915 - one function per route, registered
     @r.get(
         "/reports/monthly",
         tags=["reports"],
-        responses={
+        responses=answers(403, 404)
+        | {
             200: {
                 "content": {
                     "text/csv": {},
@@ -995,10 +1096,7 @@ async def _import(
     try:
         records = parse()
     except business.BusinessDataError as err:
-        raise HTTPException(
-            422,
-            {"detail": str(err).splitlines()[0], "problems": [p.as_dict() for p in err.problems]},
-        ) from err
+        raise _problems(err) from err
     async with _connection(request) as conn:
         for code in sorted({r.firm for r in records}):
             cursor = await conn.execute("SELECT id FROM zayton.firms WHERE code = %s", (code,))
@@ -1015,10 +1113,18 @@ async def _import(
     try:
         return ImportResult(imported=await asyncio.to_thread(write))
     except business.BusinessDataError as err:
-        raise HTTPException(
-            422,
-            {"detail": str(err).splitlines()[0], "problems": [p.as_dict() for p in err.problems]},
-        ) from err
+        raise _problems(err) from err
+
+
+def _problems(err: business.BusinessDataError) -> Refused:
+    rows = [RowProblem.model_validate(p.as_dict()) for p in err.problems]
+    return Refused(422, Problems(detail=str(err).splitlines()[0], problems=rows))
+
+
+def _business_answers(*more: int) -> dict[int | str, dict[str, Any]]:
+    found = answers(400, 403, *more)
+    found[422] = {"model": Problems | Invalid, "description": Problems.__doc__}
+    return found
 
 
 def _plan(database_url: str) -> plan.Plan:

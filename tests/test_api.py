@@ -154,7 +154,7 @@ def test_business_upload_reports_rows_and_columns_and_writes_nothing(
     bad = "month,firm,tax_10k_yuan\n2026-10,tiny-shoes,12.5\n2026-10,tiny-electronics,lots\n"
     response = api.post("/v1/business/csv", files={"file": ("b.csv", bad.encode(), "text/csv")})
     assert response.status_code == 422
-    problems = response.json()["detail"]["problems"]
+    problems = response.json()["problems"]
     assert [(p["row"], p["column"]) for p in problems] == [(3, "tax_10k_yuan")]
     assert stored() == before
     good = bad.replace("lots", "7.25")
@@ -164,7 +164,7 @@ def test_business_upload_reports_rows_and_columns_and_writes_nothing(
         "/v1/business", json=[{"month": "2026-10", "firm": "tiny-shoes", "headcount": "many"}]
     )
     assert response.status_code == 422
-    assert response.json()["detail"]["problems"][0]["where"].startswith("items[0].headcount")
+    assert response.json()["problems"][0]["where"].startswith("items[0].headcount")
 
 
 def test_budgets_feed_dual_control(api: httpx.Client) -> None:

@@ -1,6 +1,6 @@
 """A schemathesis run against the API's own OpenAPI description, on the real server: no request,
-however odd, gets a server error, and every answer given (2xx) is the one the description
-promises, its status, content type and body.
+however odd, gets a server error, and every answer given, refusals included, is one the
+description promises, its status, content type and body.
 
 The description is the app's, the same the server serves at /openapi.json (a test checks), loaded
 when the module is collected so that each operation is a test of its own. Reads run over the
@@ -8,7 +8,7 @@ two-day park as a read-only district account, which sees everything and writes n
 routes answer it 403 once the request is valid). Writes run as a district editor on a database of
 their own, whose park, firm and meter are all called "0", a value the generator often tries.
 
-What the description leaves out is listed at the end, each with a request that shows it.
+At the end, a request for each kind of refusal checks that it is documented as it is answered.
 """
 
 from __future__ import annotations
@@ -138,12 +138,15 @@ def _exercise(case: schemathesis.Case[Any], served: Served) -> None:
     response = case.call(base_url=served.base, headers=served.headers)
     if response.status_code >= 500:
         served.settle()
-    case.validate_response(response, checks=[not_a_server_error])
-    if response.status_code < 300:
-        case.validate_response(
-            response,
-            checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
-        )
+    case.validate_response(
+        response,
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
+    )
 
 
 def test_the_description_tested_is_the_one_served_and_valid(reader: Served) -> None:
@@ -325,7 +328,7 @@ def test_a_nul_character_in_a_text_parameter_is_refused(
     assert answer.status_code < 500, answer.text
 
 
-# --- what the description does not say ----------------------------------------------------------
+# --- refusals, as documented -------------------------------------------------------------------
 
 
 def _undocumented(path: str, method: str, response: httpx.Response) -> list[str]:
@@ -336,10 +339,6 @@ def _undocumented(path: str, method: str, response: httpx.Response) -> list[str]
     if schema[path][method].is_valid_response(response):
         return []
     return [f"the {response.status_code} body is not the documented one: {response.text}"]
-
-
-def _known(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 ANSWERS: list[Any] = [
@@ -357,11 +356,6 @@ ANSWERS: list[Any] = [
         {"params": {"entity": "plant:x", **TWO_DAYS}},
         422,
         id="422-of-a-route",
-        marks=_known(
-            "HTTPException(422, 'text') answers {'detail': 'text'}; the only 422 documented is "
-            "FastAPI's HTTPValidationError, whose detail is a list (every route that refuses a "
-            "period, an entity or a range itself)"
-        ),
     ),
     pytest.param(
         "POST",
@@ -369,12 +363,6 @@ ANSWERS: list[Any] = [
         {"json": [{"month": "2026-10", "firm": "tiny-shoes", "headcount": "many"}]},
         422,
         id="422-of-business-data",
-        marks=_known(
-            "POST /v1/business and /v1/business/csv document 422 as Problems {detail: str, "
-            "problems: [...]} but answer {'detail': {'detail': ..., 'problems': [...]}} (the "
-            "HTTPException wraps it), and FastAPI's own 422 there ({'detail': [...]}) is no "
-            "longer documented at all"
-        ),
     ),
     pytest.param(
         "GET",
@@ -382,7 +370,6 @@ ANSWERS: list[Any] = [
         {},
         404,
         id="404",
-        marks=_known("404 is answered by most routes and documented by none"),
     ),
     pytest.param(
         "PUT",
@@ -390,9 +377,13 @@ ANSWERS: list[Any] = [
         {"json": {"entity": "district", "year": 2030, "total_tce": 1.0}},
         403,
         id="403",
-        marks=_known(
-            "403 (a read-only account writing) is documented for the business routes only"
-        ),
+    ),
+    pytest.param(
+        "POST",
+        "/v1/business",
+        {"json": {"month": "2026-10"}},
+        422,
+        id="422-of-fastapi-on-business-data",
     ),
     pytest.param(
         "GET",
@@ -400,19 +391,57 @@ ANSWERS: list[Any] = [
         {"headers": {"Authorization": "Bearer not-a-token"}},
         401,
         id="401",
-        marks=_known(
-            "401 is answered by every /v1 route and documented by none, nor is a security "
-            "scheme declared"
-        ),
+    ),
+    pytest.param(
+        "GET",
+        "/v1/me",
+        {"headers": {"Authorization": "Basic c2NoZW1hOng="}},
+        401,
+        id="401-of-another-scheme",
+    ),
+    pytest.param(
+        "POST",
+        "/v1/auth/token",
+        {"data": {"username": READER, "password": "wrong"}},
+        401,
+        id="401-of-a-wrong-password",
     ),
 ]
 
 
 @pytest.mark.parametrize(("method", "url", "request_kwargs", "status"), ANSWERS)
 def test_refusals_are_documented(
-    reader: Served, method: str, url: str, request_kwargs: dict[str, Any], status: int
+    request: pytest.FixtureRequest,
+    method: str,
+    url: str,
+    request_kwargs: dict[str, Any],
+    status: int,
 ) -> None:
-    answer = reader.request(method, url, **request_kwargs)
+    # The reader is refused every write (403): data are refused to the editor.
+    who = "editor" if method == "POST" and status == 422 else "reader"
+    served: Served = request.getfixturevalue(who)
+    answer = served.request(method, url, **request_kwargs)
     assert answer.status_code == status, answer.text
     path = "/v1/firms/{firm}" if url.startswith("/v1/firms/") else url
     assert _undocumented(path, method, answer) == []
+
+
+def test_every_route_but_sign_in_declares_both_ways_to_sign_in() -> None:
+    schemes = SPEC["components"]["securitySchemes"]
+    assert (schemes["HTTPBearer"]["scheme"], schemes["HTTPBearer"]["bearerFormat"]) == (
+        "bearer",
+        "JWT",
+    )
+    assert (schemes["APIKeyHeader"]["in"], schemes["APIKeyHeader"]["name"]) == (
+        "header",
+        "X-API-Key",
+    )
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/v1/") and path != "/v1/auth/token":
+                declared = operation.get("security")
+                assert declared == [{"HTTPBearer": []}, {"APIKeyHeader": []}], (
+                    method,
+                    path,
+                )
+                assert {"401", "422", "503"} <= set(operation["responses"]), (method, path)
