@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import trustme
 
-from api.coefficients import Basis, load_file, seed_defaults
+from api.coefficients import Basis, Coefficient, Kind, Table, load_file, seed_defaults
 from api.monitoring.build import IndicatorSet, build
 from api.monitoring.codes import TOTAL_CODE, Frequency, ItemCode, Source, default_code
 from api.monitoring.config import load_settings
@@ -41,6 +41,7 @@ DAY = date(2026, 11, 20)
 MIDNIGHT = datetime(2026, 11, 19, 16, 0, tzinfo=UTC)
 """2026-11-20 00:00 in Asia/Shanghai (UTC+8, no daylight saving)."""
 MINUTE = timedelta(minutes=1)
+DAY_SPAN = timedelta(days=1)
 UNIT_CODE = "91350502MA00000001"
 TABLE = load_file()
 
@@ -303,6 +304,39 @@ def test_sets_are_built_from_the_rollups_with_the_data_there_is(migrated_databas
     # On the generation basis the placeholder 0.300 kgce/kWh is used, and the set says so.
     assert on_generation.value(TOTAL).value == pytest.approx(708.5 * 0.3 / 1000 + 96.0 * gas)
     assert on_generation.placeholders == ("electricity",)
+
+
+@pytest.mark.integration
+def test_a_month_across_a_coefficient_change_converts_each_part_with_its_own(
+    migrated_database: str,
+) -> None:
+    """The factory's gas is measured at 1.3000 kgce/m³ from 21 November: November's total takes
+    GB/T 2589's 1.2143 for the 20th and the measured value for the 21st, as the energy
+    accounting does."""
+    dsn = migrated_database
+    ids = make_unit(dsn, region="fujian")
+    second = [(point, at + DAY_SPAN, q) for point, at, q in a_day_of_readings(ids, range(0))]
+    write(dsn, a_day_of_readings(ids) + second)
+    measured = Coefficient(
+        Kind.CONVERSION, "natural_gas", 1.3000, "kgce/m3", date(2026, 11, 21), "measured",
+        firm="shoes",
+    )  # fmt: skip
+    table = Table([*TABLE.coefficients, measured])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        unit = load_unit(conn, UNIT_CODE)
+        month = build(conn, unit, Period.containing(Frequency.MONTH, MIDNIGHT), table, now=MIDNIGHT)
+        days = [
+            build(conn, unit, Period(Frequency.DAY, MIDNIGHT + k * DAY_SPAN), table, now=MIDNIGHT)
+            for k in (0, 1)
+        ]
+    elec = 0.1229 / 1000
+    # The 20th: 712.5 kWh in, 4.0 out, 96 m³ at 1.2143; the 21st: 720 in, 4.0 out, 96 m³ at 1.3.
+    first_day = (712.5 - 4.0) * elec + 96.0 * 1.2143 / 1000
+    second_day = (720.0 - 4.0) * elec + 96.0 * 1.3000 / 1000
+    assert days[0].value(TOTAL).value == pytest.approx(first_day, rel=1e-12)
+    assert days[1].value(TOTAL).value == pytest.approx(second_day, rel=1e-12)
+    assert month.value(TOTAL).value == pytest.approx(first_day + second_day, rel=1e-12)
+    assert month.value(GAS).value == pytest.approx(192.0, rel=1e-12)
 
 
 @pytest.mark.integration

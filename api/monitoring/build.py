@@ -1,12 +1,14 @@
 """Building an indicator set: a unit's data items for one period, from the rollups.
 
-Instrument items take the consumption (sum of counter deltas) of their points from the rollup of
-the period's length: ``rollup_15m`` for real-time periods, ``rollup_day`` for a day,
-``rollup_month`` for a month. A period with data missing is still built, from the data there
-is: each item says how many of the period's 15-minute buckets it had data in (``present``, a
-bucket counting when every point of the item has a consumption in it) of how many
-(``expected``); an item with no data at all has no value. Manual items take the value an
-operator entered for the period (expected 1, present 0 or 1).
+Instrument items take the consumption (sum of counter deltas) of their points from the rollups
+that fit the period (``zayton.rollup_between``: the 15-minute rollup for a real-time period, the
+daily one for a day, the monthly one for a month). The total is converted as the energy
+accounting converts it (``api/energy.py``): a month across a coefficient change is cut at the
+start of that day and each part takes the coefficients in force. A period with data missing is
+still built, from the data there is: each item says how many of the period's 15-minute buckets
+it had data in (``present``, a bucket counting when every point of the item has a consumption in
+it) of how many (``expected``); an item with no data at all has no value. Manual items take the
+value an operator entered for the period (expected 1, present 0 or 1).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from itertools import pairwise
 
 from api.coefficients import Basis, Table
+from api.energy import Period as Span
+from api.energy import segments
 from api.monitoring.codes import Frequency, ItemCode, Source
 from api.monitoring.errors import ConfigError
 from api.monitoring.items import (
@@ -27,13 +32,7 @@ from api.monitoring.items import (
     default_items,
     total_item,
 )
-from api.monitoring.periods import Period
-
-_ROLLUP = {
-    Frequency.REALTIME: "rollup_15m",
-    Frequency.DAY: "rollup_day",
-    Frequency.MONTH: "rollup_month",
-}
+from api.monitoring.periods import Period, local_midnight
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,35 +94,60 @@ class IndicatorSet:
 
 
 def unit_items(
-    conn: Connection, unit: Unit, frequency: Frequency, on: date, table: Table
-) -> tuple[list[Item], tuple[str, ...]]:
+    conn: Connection, unit: Unit, frequency: Frequency, days: Sequence[date], table: Table
+) -> tuple[list[Item], list[Item], tuple[str, ...]]:
     """Every data item of ``unit`` reported at ``frequency``, the total last (with the
-    coefficients in force ``on``), and the carriers of the total converted with a placeholder
-    coefficient."""
+    coefficients in force on ``days[0]``); the total item again with the coefficients in force
+    on each of ``days`` (the days a period is cut at); and the carriers of the total converted
+    with a placeholder coefficient."""
     configured = configured_items(conn, unit)
     boundary = boundary_points(conn, unit)
     taken = {p.point_id for item in configured for p in item.points}
-    total = total_item(unit, boundary, on, table)
-    items = configured + default_items(conn, unit, boundary, taken) + [total.item]
+    totals = [total_item(unit, boundary, day, table) for day in days]
+    items = configured + default_items(conn, unit, boundary, taken) + [totals[0].item]
     seen: set[str] = set()
     for item in items:
         if str(item.code) in seen:
             raise ConfigError(f"unit {unit.unit_code}: two data items coded {item.code}")
         seen.add(str(item.code))
-    return [i for i in items if frequency in i.frequencies], total.placeholders
+    placeholders = sorted({c for total in totals for c in total.placeholders})
+    return (
+        [i for i in items if frequency in i.frequencies],
+        [t.item for t in totals],
+        tuple(placeholders),
+    )
 
 
-def consumption(conn: Connection, period: Period, point_ids: Sequence[int]) -> dict[int, float]:
-    """Each point's consumption in the period, from the rollup of the period's length; points
+def consumption(
+    conn: Connection, start: datetime, end: datetime, point_ids: Sequence[int]
+) -> dict[int, float]:
+    """Each point's consumption in ``[start, end)``, from the coarsest rollups that fit; points
     without any are left out."""
     rows = conn.execute(
-        f"""SELECT point_id, sum(consumption) FROM zayton.{_ROLLUP[period.frequency]}
-            WHERE point_id = ANY(%s) AND bucket >= %s AND bucket < %s
-              AND consumption IS NOT NULL
-            GROUP BY point_id""",
-        (list(point_ids), period.start, period.end),
+        """SELECT point_id, sum(consumption) FROM zayton.rollup_between(%s, %s, %s)
+           WHERE consumption IS NOT NULL
+           GROUP BY point_id""",
+        (start, end, list(point_ids)),
     ).fetchall()
     return {int(point_id): float(total) for point_id, total in rows}
+
+
+def _value(item: Item, used: dict[int, float]) -> float | None:
+    parts = [used[p.point_id] * p.factor for p in item.points if p.point_id in used]
+    return sum(parts) if parts else None
+
+
+def _total(
+    conn: Connection, period: Period, cuts: Sequence[date], totals: Sequence[Item]
+) -> float | None:
+    """The total over the parts of a period cut where a coefficient changes."""
+    bounds = [period.start, *(local_midnight(day) for day in cuts), period.end]
+    parts = [
+        _value(item, consumption(conn, lo, hi, [p.point_id for p in item.points]))
+        for item, (lo, hi) in zip(totals, pairwise(bounds), strict=True)
+    ]
+    found = [p for p in parts if p is not None]
+    return sum(found) if found else None
 
 
 def buckets_present(
@@ -167,10 +191,13 @@ def build(
             f"unit {unit.unit_code} reports real-time data every {unit.realtime_minutes} "
             f"minutes, not {period.minutes}"
         )
-    items, placeholders = unit_items(conn, unit, period.frequency, period.local_start.date(), table)
+    cuts = segments(Span(period.start, period.end), table)
+    days = [period.local_start.date(), *cuts]
+    items, totals, placeholders = unit_items(conn, unit, period.frequency, days, table)
     metered = [i for i in items if i.source is Source.INSTRUMENT]
     manual = [i for i in items if i.source is Source.MANUAL]
-    used = consumption(conn, period, sorted({p.point_id for i in metered for p in i.points}))
+    ids = sorted({p.point_id for i in metered for p in i.points})
+    used = consumption(conn, period.start, period.end, ids)
     counts = buckets_present(conn, period.start, period.end, metered)
     present = {str(item.code): n for item, n in zip(metered, counts, strict=True)}
     entered = _manual(conn, period, manual)
@@ -181,8 +208,8 @@ def build(
             value = entered.get(item.item_id) if item.item_id is not None else None
             got, expected = int(value is not None), 1
         else:
-            parts = [used[p.point_id] * p.factor for p in item.points if p.point_id in used]
-            value = sum(parts) if parts else None
+            cut = cuts and item.code == unit.total_code
+            value = _total(conn, period, cuts, totals) if cut else _value(item, used)
             got, expected = present[str(item.code)], period.buckets
         values.append(Value(item.code, item.name, item.source, item.unit, value, got, expected))
     return IndicatorSet(
