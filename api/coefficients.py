@@ -21,6 +21,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from api.choices import choice
+
 DEFAULTS = Path(__file__).parent / "data" / "coefficients.toml"
 
 MJ_PER_KGCE = 29.3076
@@ -166,12 +168,9 @@ def _entry(kind: Kind, raw: Mapping[str, Any], where: str) -> Coefficient:
         raise CoefficientError(f"{where}: unit must be {prefix}<metered unit>, not {unit!r}")
     if not str(raw["source"]).strip():
         raise CoefficientError(f"{where}: source must say where the figure comes from")
-    try:
-        basis = Basis(raw["basis"]) if "basis" in raw else None
-    except ValueError:
-        raise CoefficientError(
-            f"{where}: basis must be one of {', '.join(Basis)}, not {raw['basis']!r}"
-        ) from None
+    basis = (
+        choice(Basis, raw["basis"], f"{where}: basis", CoefficientError) if "basis" in raw else None
+    )
     return Coefficient(
         kind=kind,
         carrier=str(raw["carrier"]),

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from api.choices import choice
 from api.registry import SQ_M_PER_MU
 
 DEFAULTS = Path(__file__).parent / "data" / "grading.toml"
@@ -36,8 +37,6 @@ MU_M2 = SQ_M_PER_MU
 
 _TIE_DIGITS = 9
 """Totals equal to this many decimal places are ties: they share a rank and a grade."""
-
-_E = TypeVar("_E", bound=StrEnum)
 
 
 class GradingError(ValueError):
@@ -157,13 +156,6 @@ class FirmGrade:
 # The configuration.
 
 
-def _choice(kind: type[_E], value: object, where: str) -> _E:
-    try:
-        return kind(str(value))
-    except ValueError:
-        raise GradingError(f"{where} must be one of {', '.join(kind)}, not {value!r}") from None
-
-
 def _number(raw: Mapping[str, Any], name: str, where: str, *, minimum: float = 0.0) -> float:
     value = raw.get(name)
     if value is None:
@@ -199,7 +191,9 @@ def _indicator(section: Mapping[str, Any], name: str, file: str) -> IndicatorCon
             raise GradingError(f"{here}.benchmark must be above 0, not {benchmark:g}")
     return IndicatorConfig(
         weight=_number(table, "weight", here),
-        missing=_choice(Missing, table.get("missing", Missing.NOT_GRADED), f"{here}.missing"),
+        missing=choice(
+            Missing, table.get("missing", Missing.NOT_GRADED), f"{here}.missing", GradingError
+        ),
         source=str(table["source"]),
         benchmark=benchmark,
     )
@@ -234,7 +228,9 @@ def load_config(path: Path | None = None) -> GradingConfig:
     scoring = _table(
         raw, "scoring", where, {"benchmark", "benchmark_factor", "cap", "min_land_mu", "source"}
     )
-    benchmark = _choice(Benchmark, scoring.get("benchmark"), f"{where}: scoring.benchmark")
+    benchmark = choice(
+        Benchmark, scoring.get("benchmark"), f"{where}: scoring.benchmark", GradingError
+    )
     factor = _number(scoring, "benchmark_factor", f"{where}: scoring")
     if factor <= 0:
         raise GradingError(f"{where}: scoring.benchmark_factor must be above 0, not {factor:g}")
@@ -256,7 +252,7 @@ def load_config(path: Path | None = None) -> GradingConfig:
                 )
 
     grades = _table(raw, "grades", where, {"method", "rank", "score", "source"})
-    method = _choice(GradeMethod, grades.get("method"), f"{where}: grades.method")
+    method = choice(GradeMethod, grades.get("method"), f"{where}: grades.method", GradingError)
     # Both tables are checked when present, so that switching method finds no surprise.
     limits = {m: _bands(grades, m, where) for m in GradeMethod if m is method or m.value in grades}
     return GradingConfig(

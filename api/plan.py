@@ -22,15 +22,16 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from api.choices import choice
+
 DEFAULTS = Path(__file__).parent / "data" / "plan.toml"
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
-_E = TypeVar("_E", bound=StrEnum)
 
 
 class PlanError(ValueError):
@@ -212,15 +213,6 @@ def _number(raw: Mapping[str, Any], name: str, where: str) -> float | None:
     return float(value)
 
 
-def _choice(kind: type[_E], raw: Mapping[str, Any], name: str, where: str) -> _E:
-    try:
-        return kind(raw[name])
-    except ValueError:
-        raise PlanError(
-            f"{where}: {name} must be one of {', '.join(kind)}, not {raw[name]!r}"
-        ) from None
-
-
 def _entry(raw: Mapping[str, Any], origin: str, index: int) -> Target:  # noqa: PLR0912
     """One target from a TOML table or a database row (``index``: its place in ``origin``);
     errors name the target and the field."""
@@ -236,9 +228,9 @@ def _entry(raw: Mapping[str, Any], origin: str, index: int) -> Target:  # noqa: 
     for name in (*_REQUIRED, "source"):
         if raw.get(name) is None:
             raise PlanError(f"{where}: {name} is required")
-    level = _choice(Level, raw, "level", where)
-    indicator = _choice(Indicator, raw, "indicator", where)
-    counting = _choice(Counting, raw, "counting", where)
+    level = choice(Level, raw["level"], f"{where}: level", PlanError)
+    indicator = choice(Indicator, raw["indicator"], f"{where}: indicator", PlanError)
+    counting = choice(Counting, raw["counting"], f"{where}: counting", PlanError)
     info = INDICATORS[indicator]
     if counting not in info.countings:
         raise PlanError(
