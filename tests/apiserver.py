@@ -49,3 +49,11 @@ def running_api(settings: ApiSettings) -> Iterator[str]:
         thread.join(10)
         if failed:
             raise failed[0]
+
+
+def settle(base: str | httpx.URL) -> None:
+    """Wait until the server at ``base`` has logged a server error (one more request: it logs
+    before it answers the next), so that its traceback is not formatted while pytest formats the
+    test's: the ast module of CPython 3.11 is not thread-safe, and the two collide in an
+    INTERNALERROR ("AST constructor recursion depth mismatch")."""
+    httpx.get(httpx.URL(str(base)).join("/health"))

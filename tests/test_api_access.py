@@ -32,7 +32,7 @@ from fastapi.routing import APIRoute
 from api.app import ApiSettings, create_app
 from api.auth import create_account, create_key, issue_token
 from api.registry import parse, store
-from tests.apiserver import running_api
+from tests.apiserver import running_api, settle
 from tests.parkdb import Park2Days
 
 pytestmark = pytest.mark.integration
@@ -365,15 +365,8 @@ class World:
             headers=headers,
         )
         if answer.is_server_error:
-            self.settle()
+            settle(self.client.base_url)
         return answer
-
-    def settle(self) -> None:
-        """Wait until the server has logged a server error (one more request: it logs before
-        it answers the next), so that its traceback is not formatted while pytest formats the
-        test's: the ast module of CPython 3.11 is not thread-safe, and the two collide in an
-        INTERNALERROR ("AST constructor recursion depth mismatch")."""
-        self.client.get("/health")
 
     def control(self, call: Call) -> httpx.Response:
         """The same request by a district editor, who may see and write everything."""

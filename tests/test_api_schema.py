@@ -38,7 +38,7 @@ from api.app import ApiSettings, create_app
 from api.auth import create_account
 from api.registry import parse, store
 from ingest.migrate import migrate
-from tests.apiserver import running_api
+from tests.apiserver import running_api, settle
 from tests.parkdb import DatabaseFactory, Park2Days
 
 pytestmark = pytest.mark.integration
@@ -95,15 +95,8 @@ class Served:
         kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
         answer = httpx.request(method, f"{self.base}{path}", **kwargs)
         if answer.is_server_error:
-            self.settle()
+            settle(self.base)
         return answer
-
-    def settle(self) -> None:
-        """Wait until the server has logged a server error (one more request: it logs before
-        it answers the next), so that its traceback is not formatted while pytest formats the
-        test's: the ast module of CPython 3.11 is not thread-safe, and the two collide in an
-        INTERNALERROR ("AST constructor recursion depth mismatch")."""
-        httpx.get(f"{self.base}/health")
 
 
 def _serve(dsn: str, username: str) -> Iterator[Served]:
@@ -137,7 +130,7 @@ def editor(pg_database: DatabaseFactory) -> Iterator[Served]:
 def _exercise(case: schemathesis.Case[Any], served: Served) -> None:
     response = case.call(base_url=served.base, headers=served.headers)
     if response.status_code >= 500:
-        served.settle()
+        settle(served.base)
     case.validate_response(
         response,
         checks=[
