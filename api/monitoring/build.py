@@ -95,27 +95,26 @@ class IndicatorSet:
 
 def unit_items(
     conn: Connection, unit: Unit, frequency: Frequency, days: Sequence[date], table: Table
-) -> tuple[list[Item], list[Item], tuple[str, ...]]:
-    """Every data item of ``unit`` reported at ``frequency``, the total last (with the
-    coefficients in force on ``days[0]``); the total item again with the coefficients in force
-    on each of ``days`` (the days a period is cut at); and the carriers of the total converted
-    with a placeholder coefficient."""
+) -> tuple[list[list[Item]], tuple[str, ...]]:
+    """Every data item of ``unit`` reported at ``frequency``, the total last, as converted on
+    each of ``days`` (the days a period is cut at: only the total's factors differ, taken from
+    the coefficients in force that day); and the carriers of the total converted with a
+    placeholder coefficient."""
     configured = configured_items(conn, unit)
     boundary = boundary_points(conn, unit)
     taken = {p.point_id for item in configured for p in item.points}
+    others = configured + default_items(conn, unit, boundary, taken)
     totals = [total_item(unit, boundary, day, table) for day in days]
-    items = configured + default_items(conn, unit, boundary, taken) + [totals[0].item]
     seen: set[str] = set()
-    for item in items:
+    for item in [*others, totals[0].item]:
         if str(item.code) in seen:
             raise ConfigError(f"unit {unit.unit_code}: two data items coded {item.code}")
         seen.add(str(item.code))
+    versions = [
+        [i for i in [*others, total.item] if frequency in i.frequencies] for total in totals
+    ]
     placeholders = sorted({c for total in totals for c in total.placeholders})
-    return (
-        [i for i in items if frequency in i.frequencies],
-        [t.item for t in totals],
-        tuple(placeholders),
-    )
+    return versions, tuple(placeholders)
 
 
 def consumption(
@@ -130,24 +129,6 @@ def consumption(
         (start, end, list(point_ids)),
     ).fetchall()
     return {int(point_id): float(total) for point_id, total in rows}
-
-
-def _value(item: Item, used: dict[int, float]) -> float | None:
-    parts = [used[p.point_id] * p.factor for p in item.points if p.point_id in used]
-    return sum(parts) if parts else None
-
-
-def _total(
-    conn: Connection, period: Period, cuts: Sequence[date], totals: Sequence[Item]
-) -> float | None:
-    """The total over the parts of a period cut where a coefficient changes."""
-    bounds = [period.start, *(local_midnight(day) for day in cuts), period.end]
-    parts = [
-        _value(item, consumption(conn, lo, hi, [p.point_id for p in item.points]))
-        for item, (lo, hi) in zip(totals, pairwise(bounds), strict=True)
-    ]
-    found = [p for p in parts if p is not None]
-    return sum(found) if found else None
 
 
 def buckets_present(
@@ -193,23 +174,31 @@ def build(
         )
     cuts = segments(Span(period.start, period.end), table)
     days = [period.local_start.date(), *cuts]
-    items, totals, placeholders = unit_items(conn, unit, period.frequency, days, table)
+    versions, placeholders = unit_items(conn, unit, period.frequency, days, table)
+    items = versions[0]
     metered = [i for i in items if i.source is Source.INSTRUMENT]
     manual = [i for i in items if i.source is Source.MANUAL]
     ids = sorted({p.point_id for i in metered for p in i.points})
-    used = consumption(conn, period.start, period.end, ids)
+    # Consumption in each part of the period, each part converted as it was that day.
+    bounds = [period.start, *(local_midnight(day) for day in cuts), period.end]
+    used = [consumption(conn, lo, hi, ids) for lo, hi in pairwise(bounds)]
     counts = buckets_present(conn, period.start, period.end, metered)
     present = {str(item.code): n for item, n in zip(metered, counts, strict=True)}
     entered = _manual(conn, period, manual)
     values = []
-    for item in items:
+    for index, item in enumerate(items):
         value: float | None
         if item.source is Source.MANUAL:
             value = entered.get(item.item_id) if item.item_id is not None else None
             got, expected = int(value is not None), 1
         else:
-            cut = cuts and item.code == unit.total_code
-            value = _total(conn, period, cuts, totals) if cut else _value(item, used)
+            parts = [
+                part[p.point_id] * p.factor
+                for version, part in zip(versions, used, strict=True)
+                for p in version[index].points
+                if p.point_id in part
+            ]
+            value = sum(parts) if parts else None
             got, expected = present[str(item.code)], period.buckets
         values.append(Value(item.code, item.name, item.source, item.unit, value, got, expected))
     return IndicatorSet(

@@ -107,7 +107,7 @@ def completeness(
         if count
         for endpoint in endpoints
     )
-    items, _, _ = unit_items(conn, unit, Frequency.REALTIME, [first_day], table)
+    (items,), _ = unit_items(conn, unit, Frequency.REALTIME, [first_day], table)
     metered = [i for i in items if i.source is Source.INSTRUMENT]
     buckets = max((end - start) // BUCKET, 0)
     present = buckets_present(conn, start, end, metered) if buckets else [0] * len(metered)
