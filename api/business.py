@@ -20,12 +20,14 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+
+from api.energy import ZONE
 
 M2_PER_MU = Decimal(10_000) / Decimal(15)
 MAX_AMOUNT = Decimal("999999999999.99")
@@ -48,7 +50,6 @@ INFORMATIONAL = ("sector", "days_covered", "production_units", "unit")
 """Columns of the simulator's ``business.csv`` that are accepted and ignored."""
 COLUMNS = REQUIRED + DATA + INFORMATIONAL
 
-_CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _MONTH = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
 _BASIS = re.compile(r"comparable:(\d{4})")
@@ -363,7 +364,7 @@ def _names(
 
 
 def _local_today() -> date:
-    return datetime.now(_CHINA).date()
+    return datetime.now(ZONE).date()
 
 
 def parse_csv(text: str, *, today: date | None = None) -> list[Record]:

@@ -41,7 +41,8 @@ from pydantic import BaseModel
 from api.coefficients import Basis, Coefficient, CoefficientError, Kind, Table
 
 ZONE = ZoneInfo("Asia/Shanghai")
-"""Days and months are counted in local time (statistics windows start at 00:00 local)."""
+"""Days and months are counted in local time (statistics windows start at 00:00 local), the
+database's ``zayton.local_zone()``."""
 
 ELECTRICITY, EXPORT, PV, PRODUCT = "electricity", "electricity_export", "pv", "product"
 CLEAN = frozenset({"natural_gas", PV})

@@ -9,13 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Self
-from zoneinfo import ZoneInfo
 
+from api.energy import ZONE
 from api.monitoring.codes import Frequency
 from api.monitoring.errors import ConfigError
-
-ZONE = ZoneInfo("Asia/Shanghai")
-"""The zone of the statistics windows (the database's ``zayton.local_zone()``)."""
 
 BUCKET = timedelta(minutes=15)
 """The finest rollup: every period is made of whole 15-minute buckets."""

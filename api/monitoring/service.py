@@ -20,12 +20,13 @@ from datetime import date, datetime, timedelta
 import psycopg
 
 from api.coefficients import CoefficientError, Table, load_database
+from api.energy import ZONE
 from api.monitoring.build import build
 from api.monitoring.codes import Frequency
 from api.monitoring.errors import MonitoringError
 from api.monitoring.items import Connection, Unit, load_units
 from api.monitoring.outbox import KEEP_DAYS, Outbox
-from api.monitoring.periods import ZONE, Period
+from api.monitoring.periods import Period
 from api.monitoring.plugins import get_format
 from api.monitoring.upload import Backoff, Clock, Endpoint, EndpointPass, Uploader, utc_now
 
